@@ -1,0 +1,765 @@
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <system_error>
+#include <utility>
+#include <vector>
+
+#include <asio/any_io_executor.hpp>
+#include <asio/basic_socket_acceptor.hpp>
+#include <asio/basic_stream_socket.hpp>
+#include <asio/co_spawn.hpp>
+#include <asio/connect.hpp>
+#include <asio/dispatch.hpp>
+#include <asio/experimental/awaitable_operators.hpp>
+#include <asio/ip/tcp.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/strand.hpp>
+#include <asio/use_awaitable.hpp>
+#include <fmt/format.h>
+
+#include <socket_connector/connection.hpp>
+#include <socket_connector/detail/pump.hpp>
+#include <socket_connector/detail/socket_options.hpp>
+#include <socket_connector/detail/strand_event.hpp>
+#include <socket_connector/logging.hpp>
+#include <socket_connector/options.hpp>
+#include <socket_connector/side.hpp>
+#include <socket_connector/stats.hpp>
+
+namespace socket_connector {
+
+/// Which of the four shapes a connector has: each side is a server (it accepts) or a socket
+/// (the connector dials out).
+enum class connector_mode { server_to_server, server_to_socket, socket_to_server, socket_to_socket };
+
+/// Joins sockets from side A with sockets from side B, pairwise, and relays between them.
+///
+/// Made by one of the four factories. Sides are checked by their auth verifier, wait in a
+/// first-in first-out queue per side, and are paired into connections as soon as both queues
+/// have one. All of the connector's own state lives on one strand; its public members may be
+/// called from any thread. Its coroutines keep it alive until it has closed.
+template <class Protocol = asio::ip::tcp, class Executor = asio::any_io_executor>
+class basic_connector : public std::enable_shared_from_this<basic_connector<Protocol, Executor>> {
+    struct private_tag {};
+
+public:
+    using protocol_type = Protocol;
+    using executor_type = Executor;
+    using endpoint_type = typename Protocol::endpoint;
+    using socket_type = asio::basic_stream_socket<Protocol, Executor>;
+    using acceptor_type = asio::basic_socket_acceptor<Protocol, Executor>;
+    using side_type = basic_side<Protocol, Executor>;
+    using connection_type = basic_connection<Protocol, Executor>;
+    using options_type = basic_options<Protocol, Executor>;
+    using side_options_type = basic_side_options<Protocol, Executor>;
+    using pointer = std::shared_ptr<basic_connector>;
+
+    /// Sides that arrive before the pair forms keep at most this many bytes each; past it the
+    /// connector stops reading them (backpressure) until they are paired.
+    static constexpr std::size_t pending_byte_limit = 64 * 1024;
+
+    /// Binds A and B and pairs every authenticated A with an authenticated B (a rendezvous).
+    static asio::awaitable<pointer> server_to_server(Executor ex, options_type opts) {
+        return create(connector_mode::server_to_server, std::move(ex), std::move(opts));
+    }
+    /// Binds A; each A is paired with an outbound connection to B (see `options::multi`).
+    static asio::awaitable<pointer> server_to_socket(Executor ex, options_type opts) {
+        return create(connector_mode::server_to_socket, std::move(ex), std::move(opts));
+    }
+    /// Connects to A, binds B, and pairs the first authenticated B with A.
+    static asio::awaitable<pointer> socket_to_server(Executor ex, options_type opts) {
+        return create(connector_mode::socket_to_server, std::move(ex), std::move(opts));
+    }
+    /// Connects to A and to B (at the same time) and pairs them.
+    static asio::awaitable<pointer> socket_to_socket(Executor ex, options_type opts) {
+        return create(connector_mode::socket_to_socket, std::move(ex), std::move(opts));
+    }
+
+    /// The factory for `mode`: completes once the servers are bound and the up-front outbound
+    /// connections are made. Throws `std::system_error` naming the side, the endpoint and the
+    /// system's reason (`bind A to 0.0.0.0:9000: Address already in use`).
+    static asio::awaitable<pointer> create(connector_mode mode, Executor ex, options_type opts) {
+        auto self = std::make_shared<basic_connector>(private_tag{}, mode, ex, std::move(opts));
+        co_await asio::co_spawn(self->strand_, self->start(), asio::use_awaitable);
+        co_return self;
+    }
+    /// As `create`, reporting failure in `ec` (and a null pointer) instead of throwing.
+    static asio::awaitable<pointer> create(connector_mode mode, Executor ex, options_type opts,
+                                           std::error_code& ec) {
+        ec.clear();
+        try {
+            co_return co_await create(mode, std::move(ex), std::move(opts));
+        } catch (const std::system_error& e) {
+            ec = e.code();
+        }
+        co_return nullptr;
+    }
+
+    basic_connector(private_tag, connector_mode mode, Executor ex, options_type opts)
+        : mode_(mode)
+        , ex_(ex)
+        , strand_(asio::make_strand(ex))
+        , opts_(std::move(opts))
+        , context_(std::make_shared<detail::relay_context>())
+        , grace_timer_(strand_) {
+        context_->log = opts_.logger ? opts_.logger : stderr_logger();
+        context_->verbose = opts_.verbose;
+        context_->log_traffic = opts_.log_traffic;
+    }
+
+    basic_connector(const basic_connector&) = delete;
+    basic_connector& operator=(const basic_connector&) = delete;
+
+    connector_mode mode() const noexcept { return mode_; }
+    executor_type get_executor() const { return ex_; }
+    const options_type& options() const noexcept { return opts_; }
+
+    /// The port side A / side B is bound to (the real one when 0 was asked); 0 for a socket side.
+    unsigned short side_a_port() const noexcept { return port_a_; }
+    unsigned short side_b_port() const noexcept { return port_b_; }
+    /// The local endpoint a server side is bound to.
+    endpoint_type side_a_endpoint() const { return local_a_; }
+    endpoint_type side_b_endpoint() const { return local_b_; }
+
+    /// Sides waiting in queue A / B (authenticated, not yet paired), and live connections.
+    std::size_t pending_a() const noexcept { return pending_a_count_.load(); }
+    std::size_t pending_b() const noexcept { return pending_b_count_.load(); }
+    std::size_t connections() const noexcept { return live_count_.load(); }
+    /// True once the connector has closed: servers stopped, every socket closed.
+    bool closed() const noexcept { return closed_.load(); }
+
+    /// A snapshot of the counters.
+    socket_connector::stats stats() const {
+        socket_connector::stats s;
+        s.bytes_a_to_b = context_->bytes_a_to_b.load();
+        s.bytes_b_to_a = context_->bytes_b_to_a.load();
+        s.connections_open = live_count_.load();
+        std::lock_guard lock(stats_mutex_);
+        s.sockets_created = sockets_created_;
+        s.connections_total = connections_total_;
+        s.auth_failures = auth_failures_;
+        s.remote_addresses = remote_addresses_;
+        return s;
+    }
+
+    /// Closes the connector: stops the servers, closes pending sides and live connections.
+    /// Safe from any thread; `wait_closed()` tells when it is done.
+    void close() {
+        asio::dispatch(strand_, [self = this->shared_from_this()] {
+            self->close_now("closed by the application");
+        });
+    }
+
+    /// Completes when the connector has closed (Dart's `done`).
+    asio::awaitable<void> wait_closed() {
+        auto self = this->shared_from_this(); // alive until the strand part is done
+        co_await asio::co_spawn(strand_, wait_closed_on_strand(), asio::use_awaitable);
+    }
+
+    /// The next connection to form, in the order they form (Dart's `connectionStream`); null
+    /// once the connector has closed. Up to `connection_queue_limit` connections that nobody
+    /// has asked for yet are kept; past that the oldest are forgotten.
+    asio::awaitable<std::shared_ptr<connection_type>> next_connection() {
+        auto self = this->shared_from_this();
+        co_return co_await asio::co_spawn(strand_, next_connection_on_strand(), asio::use_awaitable);
+    }
+    static constexpr std::size_t connection_queue_limit = 64;
+
+private:
+    // Member coroutines rather than capturing lambdas: g++ 12 mishandles the captures of a
+    // lambda coroutine passed to co_spawn.
+    asio::awaitable<void> wait_closed_on_strand() {
+        while (!closed_) co_await changed_.wait(strand_);
+    }
+
+    asio::awaitable<std::shared_ptr<connection_type>> next_connection_on_strand() {
+        while (formed_.empty() && !closing_) co_await changed_.wait(strand_);
+        if (formed_.empty()) co_return nullptr;
+        auto c = std::move(formed_.front());
+        formed_.pop_front();
+        co_return c;
+    }
+
+    // ---- start-up ---------------------------------------------------------------------------
+
+    asio::awaitable<void> start() {
+        using namespace asio::experimental::awaitable_operators;
+        auto self = this->shared_from_this();
+        try {
+            switch (mode_) {
+            case connector_mode::server_to_server:
+                acceptor_a_.emplace(co_await bind('A', opts_.a));
+                acceptor_b_.emplace(co_await bind('B', opts_.b));
+                break;
+            case connector_mode::server_to_socket:
+                if (opts_.multi) {
+                    targets_b_ = co_await resolve('B', opts_.b);
+                    acceptor_a_.emplace(co_await bind('A', opts_.a));
+                } else {
+                    targets_b_ = co_await resolve('B', opts_.b);
+                    acceptor_a_.emplace(co_await bind('A', opts_.a));
+                    outbound_ = 'B';
+                    enqueue(dialed(co_await dial('B', targets_b_, opts_.b)));
+                }
+                break;
+            case connector_mode::socket_to_server:
+                acceptor_b_.emplace(co_await bind('B', opts_.b));
+                outbound_ = 'A';
+                enqueue(dialed(co_await dial('A', co_await resolve('A', opts_.a), opts_.a)));
+                break;
+            case connector_mode::socket_to_socket: {
+                auto targets_a = co_await resolve('A', opts_.a);
+                auto targets_b = co_await resolve('B', opts_.b);
+                outbound_ = 'A';
+                auto [a, b] = co_await (dial('A', targets_a, opts_.a) &&
+                                        dial('B', targets_b, opts_.b));
+                enqueue(dialed(std::move(a)));
+                enqueue(dialed(std::move(b)));
+                break;
+            }
+            }
+        } catch (...) {
+            close_now("start-up failed");
+            throw;
+        }
+        if (acceptor_a_) {
+            local_a_ = acceptor_a_->local_endpoint();
+            port_a_ = port_of(local_a_);
+            spawn(accept_loop('A'));
+        }
+        if (acceptor_b_) {
+            local_b_ = acceptor_b_->local_endpoint();
+            port_b_ = port_of(local_b_);
+            spawn(accept_loop('B'));
+        }
+        if (opts_.timeout != no_timeout) {
+            grace_timer_.expires_after(opts_.timeout);
+            spawn(grace());
+        }
+        co_return;
+    }
+
+    /// A side dialed during start-up; null means the dial was cancelled.
+    static std::shared_ptr<side_type> dialed(std::shared_ptr<side_type> side) {
+        if (!side)
+            throw std::system_error(asio::error::operation_aborted, "connect cancelled");
+        return side;
+    }
+
+    static unsigned short port_of(const endpoint_type& endpoint) {
+        if constexpr (requires { endpoint.port(); }) {
+            return endpoint.port();
+        } else {
+            return 0;
+        }
+    }
+
+    const side_options_type& side_opts(char name) const { return name == 'A' ? opts_.a : opts_.b; }
+
+    /// The endpoints a side names: its `host`/`port` resolved, or its `endpoint`.
+    asio::awaitable<std::vector<endpoint_type>> resolve(char name, const side_options_type& so,
+                                                        bool passive = false) {
+        std::vector<endpoint_type> endpoints;
+        if constexpr (requires { typename Protocol::resolver; }) {
+            if (!so.host.empty() || !so.port.empty()) {
+                typename Protocol::resolver resolver(strand_);
+                auto flags = passive ? Protocol::resolver::passive : typename Protocol::resolver::flags();
+                auto [ec, results] = co_await resolver.async_resolve(
+                    so.host.empty() ? std::string() : so.host, so.port.empty() ? "0" : so.port,
+                    flags, detail::use_tuple);
+                if (ec)
+                    throw std::system_error(
+                        ec, fmt::format("resolve {} {}:{}", name, so.host, so.port));
+                for (const auto& entry : results) endpoints.push_back(entry.endpoint());
+                co_return endpoints;
+            }
+        }
+        endpoints.push_back(so.endpoint);
+        co_return endpoints;
+    }
+
+    asio::awaitable<acceptor_type> bind(char name, const side_options_type& so) {
+        auto endpoints = co_await resolve(name, so, true);
+        const endpoint_type& endpoint = endpoints.front();
+        acceptor_type acceptor(ex_);
+        std::error_code ec;
+        auto fail = [&](const char* what) {
+            return std::system_error(
+                ec, fmt::format("{} {} to {}", what, name, detail::to_string(endpoint)));
+        };
+        if (acceptor.open(endpoint.protocol(), ec); ec) throw fail("open");
+        if constexpr (detail::is_tcp<Protocol>) acceptor.set_option(asio::socket_base::reuse_address(true), ec);
+        if (acceptor.bind(endpoint, ec); ec) throw fail("bind");
+        if (acceptor.listen(asio::socket_base::max_listen_connections, ec); ec) throw fail("listen");
+        co_return acceptor;
+    }
+
+    /// Connects to the first of `targets` that answers within `connect_timeout`.
+    asio::awaitable<std::shared_ptr<side_type>> dial(char name, std::vector<endpoint_type> targets,
+                                                     const side_options_type& so) {
+        using namespace asio::experimental::awaitable_operators;
+        socket_type socket(ex_);
+        dialing_.insert(&socket);
+        asio::steady_timer timer(strand_, opts_.connect_timeout);
+        auto outcome = co_await (asio::async_connect(socket, targets, detail::use_tuple) ||
+                                 timer.async_wait(detail::use_tuple));
+        dialing_.erase(&socket);
+        std::error_code ec = outcome.index() == 0 ? std::get<0>(std::get<0>(outcome))
+                                                  : std::error_code(asio::error::timed_out);
+        if (!ec && closing_) ec = asio::error::operation_aborted;
+        // Cancelled (the connector is closing, or the other dial of a pair failed): the cause
+        // is reported elsewhere.
+        if (ec == asio::error::operation_aborted) co_return nullptr;
+        if (ec) {
+            std::string target =
+                so.host.empty() && so.port.empty()
+                    ? detail::to_string(targets.front())
+                    : fmt::format("{}:{}", so.host, so.port);
+            throw std::system_error(ec, fmt::format("connect {} to {}", name, target));
+        }
+        co_return adopt(name, std::move(socket));
+    }
+
+    // ---- sides ------------------------------------------------------------------------------
+
+    /// Sets the socket options on a new socket, counts it and wraps it in a side.
+    std::shared_ptr<side_type> adopt(char name, socket_type socket) {
+        std::error_code ec;
+        auto remote = socket.remote_endpoint(ec);
+        std::string peer = ec ? std::string("?") : detail::to_string(remote);
+        {
+            std::lock_guard lock(stats_mutex_);
+            ++sockets_created_;
+            if (!ec) {
+                auto address = detail::address_of(remote);
+                if (std::find(remote_addresses_.begin(), remote_addresses_.end(), address) ==
+                    remote_addresses_.end())
+                    remote_addresses_.push_back(std::move(address));
+            }
+        }
+        socket.non_blocking(true, ec);
+        detail::apply_no_delay(socket, ec);
+        if (ec) log(log_level::warning, "{}: TCP_NODELAY on {}: {}", name, peer, ec.message());
+        detail::apply_keep_alive(socket, side_opts(name).keepalive, ec);
+        if (ec) log(log_level::warning, "{}: keep-alive on {}: {}", name, peer, ec.message());
+        auto side = std::make_shared<side_type>(name, std::move(socket), std::move(peer));
+        side->transformer = side_opts(name).transform();
+        info("{}: {} {}", name, acceptor_of(name) ? "accepted" : "connected to", side->remote());
+        return side;
+    }
+
+    std::optional<acceptor_type>& acceptor_of(char name) {
+        return name == 'A' ? acceptor_a_ : acceptor_b_;
+    }
+    std::deque<std::shared_ptr<side_type>>& queue_of(char name) {
+        return name == 'A' ? pending_a_ : pending_b_;
+    }
+
+    asio::awaitable<void> accept_loop(char name) {
+        auto self = this->shared_from_this();
+        auto& acceptor = *acceptor_of(name);
+        for (;;) {
+            auto [ec, socket] = co_await acceptor.async_accept(detail::use_tuple);
+            if (closing_ || !acceptor.is_open() || ec == asio::error::operation_aborted) co_return;
+            if (ec) {
+                log(log_level::warning, "{}: accept: {}", name, ec.message());
+                if (ec == asio::error::no_descriptors || ec == asio::error::no_buffer_space ||
+                    ec == asio::error::no_memory ||
+                    ec == std::error_code(ENFILE, std::system_category())) {
+                    // Out of descriptors or memory: wait rather than spin on the backlog.
+                    asio::steady_timer pause(strand_, std::chrono::milliseconds(100));
+                    co_await pause.async_wait(detail::use_tuple);
+                }
+                continue;
+            }
+            spawn(admit(adopt(name, std::move(socket))));
+        }
+    }
+
+    /// Authenticates a new side (if it has a verifier), then queues it for pairing.
+    asio::awaitable<void> admit(std::shared_ptr<side_type> side) {
+        using namespace asio::experimental::awaitable_operators;
+        auto self = this->shared_from_this();
+        const auto& verify = side_opts(side->name()).auth;
+        if (verify) {
+            authenticating_.insert(side);
+            std::string failure;
+            try {
+                asio::steady_timer timer(strand_, opts_.auth_timeout);
+                auto outcome =
+                    co_await (verify(side->socket_) || timer.async_wait(asio::use_awaitable));
+                if (outcome.index() == 1) {
+                    failure = "timed out";
+                } else if (auto& result = std::get<0>(outcome); !result.ok) {
+                    failure = "rejected";
+                } else {
+                    side->early_ = std::move(result.leftover);
+                }
+            } catch (const std::exception& e) {
+                failure = e.what();
+            }
+            authenticating_.erase(side);
+            if (closing_ || side->state_ == side_state::closed) {
+                close_side(*side);
+                co_return;
+            }
+            if (!failure.empty()) {
+                {
+                    std::lock_guard lock(stats_mutex_);
+                    ++auth_failures_;
+                }
+                log(log_level::warning, "{}: authentication of {} failed: {}", side->name(),
+                    side->remote(), failure);
+                close_side(*side);
+                maybe_finish();
+                co_return;
+            }
+            info("{}: {} authenticated", side->name(), side->remote());
+        }
+        enqueue(std::move(side));
+    }
+
+    /// Puts an authenticated side in its queue, watches it, and pairs what can be paired.
+    void enqueue(std::shared_ptr<side_type> side) {
+        if (closing_) {
+            close_side(*side);
+            return;
+        }
+        side->state_ = side_state::pending;
+        queue_of(side->name()).push_back(side);
+        update_counts();
+        spawn(watch(side));
+        if (mode_ == connector_mode::server_to_socket && opts_.multi)
+            spawn(dial_for(std::move(side)));
+        else
+            try_pair();
+    }
+
+    /// server_to_socket with `multi`: dials a B for this A, then pairs them.
+    asio::awaitable<void> dial_for(std::shared_ptr<side_type> a) {
+        auto self = this->shared_from_this();
+        std::shared_ptr<side_type> b;
+        try {
+            b = co_await dial('B', targets_b_, opts_.b);
+        } catch (const std::exception& e) {
+            if (a->state_ == side_state::pending && !closing_)
+                log(log_level::warning, "{}; closing A {}", e.what(), a->remote());
+        }
+        if (!b) {
+            drop(a, "");
+            co_return;
+        }
+        if (a->state_ != side_state::pending || closing_) {
+            close_side(*b);
+            maybe_finish();
+            co_return;
+        }
+        b->state_ = side_state::pending;
+        pair(a, b);
+    }
+
+    /// While a side waits for its partner, keeps what it sends (up to `pending_byte_limit`)
+    /// and notices if it goes away.
+    asio::awaitable<void> watch(std::shared_ptr<side_type> side) {
+        auto self = this->shared_from_this();
+        while (side->state_ == side_state::pending && !side->early_eof_ &&
+               side->early_.size() < pending_byte_limit) {
+            auto [ec] = co_await side->socket_.async_wait(socket_type::wait_read, detail::use_tuple);
+            if (side->state_ != side_state::pending) co_return; // paired or closed meanwhile
+            if (ec) {
+                drop(side, ec.message());
+                co_return;
+            }
+            auto old = side->early_.size();
+            side->early_.resize(std::min(old + 16 * 1024, pending_byte_limit));
+            auto n = side->socket_.read_some(
+                asio::buffer(side->early_.data() + old, side->early_.size() - old), ec);
+            side->early_.resize(old + (ec ? 0 : n));
+            if (ec == asio::error::would_block || ec == asio::error::try_again) continue;
+            if (ec == asio::error::eof && !side->early_.empty()) {
+                // Half-closed after sending something: keep it; the bytes and the end of
+                // stream are relayed once it is paired.
+                side->early_eof_ = true;
+                info("{}: {} ended its stream while pending ({} bytes kept)", side->name(),
+                     side->remote(), side->early_.size());
+            } else if (ec == asio::error::eof) {
+                drop(side, "disconnected");
+            } else if (ec) {
+                drop(side, ec.message());
+            }
+        }
+    }
+
+    /// Takes a side out of its queue and closes it.
+    void drop(const std::shared_ptr<side_type>& side, const std::string& why) {
+        auto& queue = queue_of(side->name());
+        std::erase(queue, side);
+        update_counts();
+        if (!why.empty()) info("{}: {} left while pending: {}", side->name(), side->remote(), why);
+        close_side(*side);
+        if (side->name() == outbound_ && !paired_once_ && !closing_) {
+            close_now(fmt::format("{} closed before it could be paired", outbound_));
+            return;
+        }
+        maybe_finish();
+    }
+
+    void close_side(side_type& side) {
+        side.state_ = side_state::closed;
+        std::error_code ignored;
+        side.socket_.close(ignored);
+    }
+
+    // ---- pairing ----------------------------------------------------------------------------
+
+    void try_pair() {
+        while (!pending_a_.empty() && !pending_b_.empty()) {
+            auto a = pending_a_.front();
+            auto b = pending_b_.front();
+            pair(a, b);
+        }
+    }
+
+    /// Joins a pending A and a pending B into a connection and starts it.
+    void pair(std::shared_ptr<side_type> a, std::shared_ptr<side_type> b) {
+        std::erase(pending_a_, a);
+        std::erase(pending_b_, b);
+        std::error_code ignored;
+        // Ends the watchers; they see the new state and leave the sockets alone.
+        a->state_ = b->state_ = side_state::joined;
+        a->socket_.cancel(ignored);
+        b->socket_.cancel(ignored);
+        std::uint64_t id;
+        {
+            std::lock_guard lock(stats_mutex_);
+            id = ++connections_total_;
+        }
+        auto c = std::make_shared<connection_type>(asio::make_strand(ex_), a, b, id, context_);
+        paired_once_ = true;
+        if (opts_.before_joining) {
+            try {
+                opts_.before_joining(*c);
+            } catch (const std::exception& e) {
+                log(log_level::error, "connection {}: before_joining failed: {}", id, e.what());
+                close_side(*a);
+                close_side(*b);
+                update_counts();
+                maybe_finish();
+                return;
+            }
+        }
+        live_.insert(c);
+        formed_.push_back(c);
+        if (formed_.size() > connection_queue_limit) formed_.pop_front();
+        update_counts();
+        info("connection {}: A {} <-> B {}", id, a->remote(), b->remote());
+        std::weak_ptr<basic_connector> weak = this->shared_from_this();
+        c->start([weak](std::shared_ptr<connection_type> done, std::string reason) {
+            if (auto self = weak.lock())
+                asio::dispatch(self->strand_, [self, done = std::move(done),
+                                               reason = std::move(reason)] {
+                    self->connection_ended(done, reason);
+                });
+        });
+        if (mode_ != connector_mode::server_to_server && !(mode_ == connector_mode::server_to_socket && opts_.multi))
+            stop_accepting();
+        changed_.notify_all();
+    }
+
+    /// Single-pair modes: once the pair has formed, no other side can ever be served.
+    void stop_accepting() {
+        std::error_code ignored;
+        for (auto* acceptor : {&acceptor_a_, &acceptor_b_})
+            if (*acceptor && (*acceptor)->is_open()) (*acceptor)->close(ignored);
+        for (auto* queue : {&pending_a_, &pending_b_}) {
+            for (auto& side : *queue) close_side(*side);
+            queue->clear();
+        }
+        for (auto& side : authenticating_) close_side(*side);
+        update_counts();
+    }
+
+    void connection_ended(const std::shared_ptr<connection_type>& c, const std::string& reason) {
+        live_.erase(c);
+        update_counts();
+        info("connection {} closed: {} (A->B {} bytes, B->A {} bytes)", c->id(), reason,
+             c->bytes_a_to_b(), c->bytes_b_to_a());
+        changed_.notify_all();
+        maybe_finish();
+    }
+
+    // ---- lifecycle --------------------------------------------------------------------------
+
+    asio::awaitable<void> grace() {
+        auto self = this->shared_from_this();
+        auto [ec] = co_await grace_timer_.async_wait(detail::use_tuple);
+        if (ec || closing_) co_return;
+        grace_passed_ = true;
+        info("grace period of {} ms has passed", opts_.timeout.count());
+        maybe_finish();
+    }
+
+    /// Closes the connector if nothing is left for it to do.
+    void maybe_finish() {
+        if (closing_) {
+            if (live_.empty() && !closed_) finish_close();
+            return;
+        }
+        if (!live_.empty()) return;
+        if (grace_passed_) {
+            close_now(paired_once_ ? "the last connection ended after the grace period"
+                                   : "no connection within the grace period");
+            return;
+        }
+        bool can_accept = (acceptor_a_ && acceptor_a_->is_open()) ||
+                          (acceptor_b_ && acceptor_b_->is_open());
+        if (paired_once_ && !can_accept && pending_a_.empty() && pending_b_.empty() &&
+            authenticating_.empty() && dialing_.empty())
+            close_now("its only connection has ended");
+    }
+
+    void close_now(const std::string& reason) {
+        if (closing_) return;
+        closing_ = true;
+        info("closing: {}", reason);
+        std::error_code ignored;
+        grace_timer_.cancel();
+        for (auto* acceptor : {&acceptor_a_, &acceptor_b_})
+            if (*acceptor) (*acceptor)->close(ignored);
+        for (auto* queue : {&pending_a_, &pending_b_}) {
+            for (auto& side : *queue) close_side(*side);
+            queue->clear();
+        }
+        for (auto& side : authenticating_) close_side(*side);
+        for (auto* socket : dialing_) socket->close(ignored);
+        for (auto& c : live_) c->close();
+        update_counts();
+        changed_.notify_all();
+        if (live_.empty()) finish_close();
+    }
+
+    void finish_close() {
+        closed_ = true;
+        info("closed");
+        changed_.notify_all();
+    }
+
+    // ---- helpers ----------------------------------------------------------------------------
+
+    void update_counts() {
+        pending_a_count_ = pending_a_.size();
+        pending_b_count_ = pending_b_.size();
+        live_count_ = live_.size();
+    }
+
+    template <class... Args>
+    void log(log_level level, fmt::format_string<Args...> format, Args&&... args) {
+        context_->log(level, fmt::format(format, std::forward<Args>(args)...));
+    }
+    template <class... Args>
+    void info(fmt::format_string<Args...> format, Args&&... args) {
+        if (opts_.verbose) log(log_level::info, format, std::forward<Args>(args)...);
+    }
+
+    /// Runs a coroutine on the strand; an exception escaping it is logged, never lost.
+    void spawn(asio::awaitable<void> task) {
+        asio::co_spawn(strand_, std::move(task), [context = context_](std::exception_ptr e) {
+            if (!e) return;
+            try {
+                std::rethrow_exception(e);
+            } catch (const std::exception& ex) {
+                context->log(log_level::error, fmt::format("internal task failed: {}", ex.what()));
+            }
+        });
+    }
+
+    connector_mode mode_;
+    Executor ex_;
+    asio::strand<Executor> strand_;
+    options_type opts_;
+    std::shared_ptr<detail::relay_context> context_;
+
+    // State below is touched only on strand_ (except the atomics and what stats_mutex_ guards).
+    std::optional<acceptor_type> acceptor_a_;
+    std::optional<acceptor_type> acceptor_b_;
+    endpoint_type local_a_{};
+    endpoint_type local_b_{};
+    unsigned short port_a_ = 0;
+    unsigned short port_b_ = 0;
+    std::vector<endpoint_type> targets_b_;
+    char outbound_ = 0; // the up-front outbound side of a single-pair connector
+    std::deque<std::shared_ptr<side_type>> pending_a_;
+    std::deque<std::shared_ptr<side_type>> pending_b_;
+    std::set<std::shared_ptr<side_type>> authenticating_;
+    std::set<socket_type*> dialing_;
+    std::set<std::shared_ptr<connection_type>> live_;
+    std::deque<std::shared_ptr<connection_type>> formed_;
+    asio::steady_timer grace_timer_;
+    detail::strand_event changed_;
+    bool grace_passed_ = false;
+    bool paired_once_ = false;
+    bool closing_ = false;
+
+    std::atomic<bool> closed_{false};
+    std::atomic<std::size_t> pending_a_count_{0};
+    std::atomic<std::size_t> pending_b_count_{0};
+    std::atomic<std::size_t> live_count_{0};
+
+    mutable std::mutex stats_mutex_;
+    std::uint64_t sockets_created_ = 0;
+    std::uint64_t connections_total_ = 0;
+    std::uint64_t auth_failures_ = 0;
+    std::vector<std::string> remote_addresses_;
+};
+
+/// The TCP connector, the one most programs use.
+using connector = basic_connector<asio::ip::tcp, asio::any_io_executor>;
+
+/// The four factories for TCP connectors; see `basic_connector` for what each does.
+inline asio::awaitable<std::shared_ptr<connector>> server_to_server(asio::any_io_executor ex,
+                                                                    options opts) {
+    return connector::create(connector_mode::server_to_server, std::move(ex), std::move(opts));
+}
+inline asio::awaitable<std::shared_ptr<connector>> server_to_socket(asio::any_io_executor ex,
+                                                                    options opts) {
+    return connector::create(connector_mode::server_to_socket, std::move(ex), std::move(opts));
+}
+inline asio::awaitable<std::shared_ptr<connector>> socket_to_server(asio::any_io_executor ex,
+                                                                    options opts) {
+    return connector::create(connector_mode::socket_to_server, std::move(ex), std::move(opts));
+}
+inline asio::awaitable<std::shared_ptr<connector>> socket_to_socket(asio::any_io_executor ex,
+                                                                    options opts) {
+    return connector::create(connector_mode::socket_to_socket, std::move(ex), std::move(opts));
+}
+
+/// The same, reporting a failure in `ec` (with a null connector) instead of throwing.
+inline asio::awaitable<std::shared_ptr<connector>>
+server_to_server(asio::any_io_executor ex, options opts, std::error_code& ec) {
+    return connector::create(connector_mode::server_to_server, std::move(ex), std::move(opts), ec);
+}
+inline asio::awaitable<std::shared_ptr<connector>>
+server_to_socket(asio::any_io_executor ex, options opts, std::error_code& ec) {
+    return connector::create(connector_mode::server_to_socket, std::move(ex), std::move(opts), ec);
+}
+inline asio::awaitable<std::shared_ptr<connector>>
+socket_to_server(asio::any_io_executor ex, options opts, std::error_code& ec) {
+    return connector::create(connector_mode::socket_to_server, std::move(ex), std::move(opts), ec);
+}
+inline asio::awaitable<std::shared_ptr<connector>>
+socket_to_socket(asio::any_io_executor ex, options opts, std::error_code& ec) {
+    return connector::create(connector_mode::socket_to_socket, std::move(ex), std::move(opts), ec);
+}
+
+} // namespace socket_connector

@@ -1,0 +1,105 @@
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <span>
+#include <system_error>
+#include <utility>
+#include <vector>
+
+#include <asio/awaitable.hpp>
+#include <asio/buffer.hpp>
+#include <asio/error.hpp>
+#include <asio/experimental/as_tuple.hpp>
+#include <asio/use_awaitable.hpp>
+#include <asio/write.hpp>
+#include <fmt/format.h>
+
+#include <socket_connector/concepts.hpp>
+#include <socket_connector/detail/buffer_pool.hpp>
+#include <socket_connector/detail/printable.hpp>
+#include <socket_connector/logging.hpp>
+
+namespace socket_connector::detail {
+
+inline constexpr auto use_tuple = asio::experimental::as_tuple(asio::use_awaitable);
+
+/// One relay direction's bookkeeping: its name, its byte counters and its traffic log.
+struct direction {
+    char from = 'A';
+    char to = 'B';
+    /// Bytes written to `to` by this direction.
+    std::atomic<std::uint64_t> bytes{0};
+    /// The connector-wide counter for this direction, or null.
+    std::atomic<std::uint64_t>* total = nullptr;
+    /// Where traffic lines go; null when traffic logging is off.
+    const logger* traffic = nullptr;
+};
+
+/// Writes all of `data` to `to`. False when the write was cancelled (the pair is closing).
+template <class Socket>
+asio::awaitable<bool> write_all(Socket& to, std::span<const char> data, direction& dir) {
+    if (data.empty()) co_return true;
+    auto [ec, n] = co_await asio::async_write(to, asio::buffer(data.data(), data.size()), use_tuple);
+    if (ec == asio::error::operation_aborted) co_return false;
+    if (ec) throw std::system_error(ec, fmt::format("write to {}", dir.to));
+    dir.bytes.fetch_add(n, std::memory_order_relaxed);
+    if (dir.total) dir.total->fetch_add(n, std::memory_order_relaxed);
+    co_return true;
+}
+
+/// Logs `data` if traffic logging is on, runs it through the transformer if there is one, and
+/// writes the result. False when the write was cancelled.
+template <class Socket>
+asio::awaitable<bool> deliver(Socket& to, std::span<const char> data, any_transformer& transform,
+                              std::vector<char>& out, direction& dir) {
+    if (dir.traffic)
+        (*dir.traffic)(log_level::traffic,
+                       fmt::format("{} -> {}: {}", dir.from, dir.to, printable(data)));
+    if (!transform) co_return co_await write_all(to, data, dir);
+    out.clear();
+    transform.transform(data, out);
+    co_return co_await write_all(to, std::span<const char>(out), dir);
+}
+
+/// Relays one direction until its source ends, then passes the end of stream on.
+///
+/// `early` holds bytes that arrived before the pair was joined; they go first, and if
+/// `early_eof` the source had already ended. Reads only when the source is readable and only
+/// after the previous write has completed, so at most one buffer per direction is in flight.
+/// At end of stream the transformer is flushed and the destination's send side is shut down
+/// (half-close); the other direction keeps running. Throws on a read or write error (the pair
+/// is over); returns quietly when cancelled.
+template <class Socket>
+asio::awaitable<void> pump(Socket& from, Socket& to, std::vector<char> early, bool early_eof,
+                           any_transformer& transform, direction& dir) {
+    std::vector<char> out;
+    if (!co_await deliver(to, std::span<const char>(early), transform, out, dir)) co_return;
+    early = {};
+    bool maybe_more = false; // the last read filled the buffer: read again before waiting
+    while (!early_eof) {
+        if (!maybe_more) {
+            auto [wait_ec] = co_await from.async_wait(Socket::wait_read, use_tuple);
+            if (wait_ec == asio::error::operation_aborted) co_return;
+            if (wait_ec) throw std::system_error(wait_ec, fmt::format("wait on {}", dir.from));
+        }
+        pooled_buffer buf; // held only while these bytes are in flight
+        std::error_code read_ec;
+        std::size_t n = from.read_some(asio::buffer(buf.data(), buf.size()), read_ec);
+        maybe_more = !read_ec && n == buf.size();
+        if (read_ec == asio::error::would_block || read_ec == asio::error::try_again) continue;
+        if (read_ec == asio::error::eof) break;
+        if (read_ec) throw std::system_error(read_ec, fmt::format("read from {}", dir.from));
+        if (!co_await deliver(to, std::span<const char>(buf.data(), n), transform, out, dir))
+            co_return;
+    }
+    if (transform) {
+        out.clear();
+        transform.finish(out);
+        if (!co_await write_all(to, std::span<const char>(out), dir)) co_return;
+    }
+    std::error_code ignored;
+    to.shutdown(Socket::shutdown_send, ignored); // half-close; the other way keeps flowing
+}
+
+} // namespace socket_connector::detail

@@ -1,0 +1,74 @@
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <string>
+
+#include <asio/any_io_executor.hpp>
+#include <asio/basic_stream_socket.hpp>
+#include <asio/ip/tcp.hpp>
+
+#include <socket_connector/concepts.hpp>
+#include <socket_connector/keep_alive.hpp>
+#include <socket_connector/logging.hpp>
+
+namespace socket_connector {
+
+template <class Protocol, class Executor>
+class basic_connection;
+
+/// A grace `timeout` that never expires: the connector serves until `close()`.
+inline constexpr std::chrono::milliseconds no_timeout = std::chrono::milliseconds::max();
+
+/// How one side of a connector is reached, checked and transformed.
+///
+/// A server side binds `endpoint` (default: all IPv4 interfaces, a port the OS chooses); a
+/// socket side connects to it. With IP protocols, a non-empty `host` (and `port`, a number or a
+/// service name) is resolved instead: the first address is bound, or each address is tried in
+/// turn when connecting.
+template <class Protocol, class Executor = asio::any_io_executor>
+struct basic_side_options {
+    using socket_type = asio::basic_stream_socket<Protocol, Executor>;
+
+    typename Protocol::endpoint endpoint{};
+    std::string host{};
+    std::string port{};
+    /// Runs on each socket of this side before it may be paired; empty: all are accepted.
+    any_auth_verifier<socket_type> auth{};
+    /// Makes the transformer for the bytes leaving this side, once per connection.
+    transformer_factory transform{};
+    /// TCP keep-alive for this side's sockets.
+    socket_connector::keep_alive keepalive{};
+};
+
+/// Everything a connector is told when it is made; see the four factories in connector.hpp.
+template <class Protocol, class Executor = asio::any_io_executor>
+struct basic_options {
+    basic_side_options<Protocol, Executor> a{};
+    basic_side_options<Protocol, Executor> b{};
+    /// Log connection events (accepted, authenticated, paired, closed) at `info` level.
+    bool verbose = false;
+    /// Log every chunk relayed, as printable ASCII, at `traffic` level.
+    bool log_traffic = false;
+    /// Where log lines go; empty: timestamped lines on stderr.
+    socket_connector::logger logger{};
+    /// Grace period: when it has passed with no connection open, or when the last connection
+    /// ends after it has passed, the connector closes. `no_timeout`: only `close()` closes it.
+    std::chrono::milliseconds timeout = std::chrono::seconds(30);
+    /// How long an auth verifier may take before its socket is closed.
+    std::chrono::milliseconds auth_timeout = std::chrono::seconds(5);
+    /// How long an outbound connect may take (each attempt, over all resolved addresses).
+    std::chrono::milliseconds connect_timeout = std::chrono::seconds(10);
+    /// server_to_socket: make one outbound B connection per accepted A (a proxy). Without it,
+    /// one B is connected up front, the first A is paired with it and no more A is accepted.
+    bool multi = false;
+    /// Called on the connector's strand when a pair has formed, before any byte is relayed; may
+    /// replace the sides' transformers. An exception closes the pair.
+    std::function<void(basic_connection<Protocol, Executor>&)> before_joining{};
+};
+
+/// Options for a TCP connector, the common case.
+using side_options = basic_side_options<asio::ip::tcp>;
+using options = basic_options<asio::ip::tcp>;
+
+} // namespace socket_connector

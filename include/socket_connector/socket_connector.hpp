@@ -1,0 +1,11 @@
+#pragma once
+
+#include <socket_connector/auth.hpp>
+#include <socket_connector/concepts.hpp>
+#include <socket_connector/connection.hpp>
+#include <socket_connector/connector.hpp>
+#include <socket_connector/keep_alive.hpp>
+#include <socket_connector/logging.hpp>
+#include <socket_connector/options.hpp>
+#include <socket_connector/side.hpp>
+#include <socket_connector/stats.hpp>

@@ -1,0 +1,169 @@
+#pragma once
+
+// Helpers shared by the tests: a bounded runner, loopback sockets, patterned data, checksums and
+// a logger that records lines. Everything here is loopback-only.
+
+#include <chrono>
+#include <cstdint>
+#include <exception>
+#include <mutex>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <asio/co_spawn.hpp>
+#include <asio/connect.hpp>
+#include <asio/experimental/as_tuple.hpp>
+#include <asio/io_context.hpp>
+#include <asio/ip/tcp.hpp>
+#include <asio/read.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/use_awaitable.hpp>
+#include <asio/write.hpp>
+#include <catch2/catch.hpp>
+
+#include <socket_connector/socket_connector.hpp>
+
+namespace test_support {
+
+using tcp = asio::ip::tcp;
+namespace sc = socket_connector;
+using namespace std::chrono_literals;
+
+inline constexpr auto use_tuple = asio::experimental::as_tuple(asio::use_awaitable);
+
+/// Runs `task` on `io` for at most `deadline`, then REQUIREs that it finished and rethrows what
+/// it threw. Whatever else is still on `io` (servers, relays) is stopped with it.
+inline void run(asio::io_context& io, asio::awaitable<void> task,
+                std::chrono::milliseconds deadline = 30s) {
+    bool done = false;
+    std::exception_ptr error;
+    asio::co_spawn(io, std::move(task), [&](std::exception_ptr e) {
+        done = true;
+        error = e;
+        io.stop();
+    });
+    io.run_for(deadline);
+    REQUIRE(done);
+    if (error) std::rethrow_exception(error);
+}
+
+/// Deterministic bytes: the same seed and size always give the same data.
+inline std::vector<char> pattern(std::uint64_t seed, std::size_t size) {
+    std::vector<char> data(size);
+    std::uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
+    for (auto& c : data) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        c = static_cast<char>(x & 0xff);
+    }
+    return data;
+}
+
+/// FNV-1a, 64 bits: a checksum to compare relayed data byte for byte.
+inline std::uint64_t checksum(std::span<const char> data) {
+    std::uint64_t h = 0xcbf29ce484222325ull;
+    for (char c : data) {
+        h ^= static_cast<unsigned char>(c);
+        h *= 0x100000001b3ull;
+    }
+    return h;
+}
+
+/// A socket connected to 127.0.0.1:port.
+inline asio::awaitable<tcp::socket> connect_to(unsigned short port) {
+    tcp::socket socket(co_await asio::this_coro::executor);
+    co_await socket.async_connect({asio::ip::address_v4::loopback(), port}, asio::use_awaitable);
+    co_return socket;
+}
+
+/// Writes all of `data`, then (if asked) shuts down the send side. (Takes a view: with g++ 12,
+/// braced or temporary containers inside a co_await expression are destroyed twice.)
+inline asio::awaitable<void> send_all(tcp::socket& socket, std::span<const char> data,
+                                      bool then_shutdown = true) {
+    co_await asio::async_write(socket, asio::buffer(data.data(), data.size()), asio::use_awaitable);
+    if (then_shutdown) socket.shutdown(tcp::socket::shutdown_send);
+}
+
+/// `send_all` for text.
+inline asio::awaitable<void> send_text(tcp::socket& socket, std::string_view text,
+                                       bool then_shutdown = true) {
+    return send_all(socket, std::span<const char>(text.data(), text.size()), then_shutdown);
+}
+
+/// Bytes as a string, for comparing with a literal.
+inline std::string text(const std::vector<char>& bytes) { return {bytes.begin(), bytes.end()}; }
+
+/// Reads until end of stream (or up to `limit` bytes); a reset throws.
+inline asio::awaitable<std::vector<char>> read_to_eof(tcp::socket& socket,
+                                                      std::size_t limit = 1u << 30) {
+    std::vector<char> data;
+    char buf[65536];
+    for (;;) {
+        auto [ec, n] = co_await socket.async_read_some(asio::buffer(buf), use_tuple);
+        data.insert(data.end(), buf, buf + n);
+        if (ec == asio::error::eof || data.size() >= limit) co_return data;
+        if (ec) throw std::system_error(ec, "read_to_eof");
+    }
+}
+
+/// Reads exactly `n` bytes.
+inline asio::awaitable<std::string> read_exactly(tcp::socket& socket, std::size_t n) {
+    std::string data(n, '\0');
+    co_await asio::async_read(socket, asio::buffer(data), asio::use_awaitable);
+    co_return data;
+}
+
+/// Waits `d` on the current executor (for deadlines and pacing, never to synchronise).
+inline asio::awaitable<void> pause(std::chrono::milliseconds d) {
+    asio::steady_timer t(co_await asio::this_coro::executor, d);
+    co_await t.async_wait(asio::use_awaitable);
+}
+
+/// Polls `condition` every few milliseconds until it holds or `limit` passes; true if it held.
+template <class Condition>
+asio::awaitable<bool> eventually(Condition condition, std::chrono::milliseconds limit = 10s) {
+    auto end = std::chrono::steady_clock::now() + limit;
+    while (!condition()) {
+        if (std::chrono::steady_clock::now() > end) co_return false;
+        co_await pause(2ms);
+    }
+    co_return true;
+}
+
+/// Records every line a connector logs, for assertions.
+struct log_capture {
+    std::mutex mutex;
+    std::vector<std::string> lines;
+
+    sc::logger logger() {
+        return [this](sc::log_level level, std::string_view message) {
+            std::lock_guard lock(mutex);
+            lines.push_back(std::string(sc::to_string(level)) + " " + std::string(message));
+        };
+    }
+    bool contains(std::string_view text) {
+        std::lock_guard lock(mutex);
+        for (auto& line : lines)
+            if (line.find(text) != std::string::npos) return true;
+        return false;
+    }
+    std::string all() {
+        std::lock_guard lock(mutex);
+        std::string text;
+        for (auto& line : lines) text += line + "\n";
+        return text;
+    }
+};
+
+/// Options with both sides on 127.0.0.1 and a port the OS chooses.
+inline sc::options loopback_options() {
+    sc::options o;
+    o.a.endpoint = {asio::ip::address_v4::loopback(), 0};
+    o.b.endpoint = {asio::ip::address_v4::loopback(), 0};
+    return o;
+}
+
+} // namespace test_support
