@@ -22,8 +22,8 @@ namespace socket_connector {
 inline bool constant_time_equal(std::string_view given, std::string_view secret) noexcept {
     unsigned diff = given.size() == secret.size() ? 0u : 1u;
     for (std::size_t i = 0; i < given.size(); ++i) {
-        auto s = secret.empty() ? 0 : static_cast<unsigned char>(secret[i % secret.size()]);
-        diff |= static_cast<unsigned char>(given[i]) ^ s;
+        unsigned s = secret.empty() ? 0u : static_cast<unsigned char>(secret[i % secret.size()]);
+        diff |= static_cast<unsigned>(static_cast<unsigned char>(given[i])) ^ s;
     }
     return diff == 0;
 }

@@ -1,0 +1,71 @@
+#include <socket_connector/connector.hpp>
+
+#include <filesystem>
+
+#include <asio/local/stream_protocol.hpp>
+
+#include "support/net.hpp"
+
+using namespace test_support;
+using local = asio::local::stream_protocol;
+using local_connector = sc::basic_connector<local>;
+
+namespace {
+
+std::string socket_path(const char* name) {
+    auto path = std::filesystem::temp_directory_path() /
+                fmt::format("sc-{}-{}.sock", name, static_cast<long>(::getpid()));
+    std::filesystem::remove(path);
+    return path.string();
+}
+
+asio::awaitable<std::vector<char>> local_round(local::socket& from, local::socket& to,
+                                               const std::vector<char>& data) {
+    co_await asio::async_write(from, asio::buffer(data), asio::use_awaitable);
+    from.shutdown(local::socket::shutdown_send);
+    std::vector<char> got;
+    char buf[65536];
+    for (;;) {
+        auto [ec, n] = co_await to.async_read_some(asio::buffer(buf), use_tuple);
+        got.insert(got.end(), buf, buf + n);
+        if (ec == asio::error::eof) break;
+        if (ec) throw std::system_error(ec);
+    }
+    co_return got;
+}
+
+asio::awaitable<void> unix_sockets_relay(std::string path_a, std::string path_b) {
+    auto ex = co_await asio::this_coro::executor;
+    local_connector::options_type o;
+    o.a.endpoint = local::endpoint(path_a);
+    o.b.endpoint = local::endpoint(path_b);
+    auto c = co_await local_connector::server_to_server(ex, std::move(o));
+    CHECK(c->side_a_port() == 0);
+    CHECK(c->side_a_endpoint().path() == path_a);
+    local::socket a(ex);
+    co_await a.async_connect(local::endpoint(path_a), asio::use_awaitable);
+    local::socket b(ex);
+    co_await b.async_connect(local::endpoint(path_b), asio::use_awaitable);
+    auto data = pattern(11, 3u << 20);
+    auto got = co_await local_round(a, b, data);
+    CHECK(got.size() == data.size());
+    CHECK(checksum(got) == checksum(data));
+    auto reply = pattern(12, 1u << 20);
+    auto back = co_await local_round(b, a, reply);
+    CHECK(checksum(back) == checksum(reply));
+    CHECK(c->stats().bytes_a_to_b == data.size());
+    CHECK(c->stats().bytes_b_to_a == reply.size());
+    c->close();
+    co_await c->wait_closed();
+}
+
+} // namespace
+
+TEST_CASE("Unix-domain sockets can be both sides of a connector", "[local]") {
+    auto path_a = socket_path("a");
+    auto path_b = socket_path("b");
+    asio::io_context io;
+    run(io, unix_sockets_relay(path_a, path_b));
+    std::filesystem::remove(path_a);
+    std::filesystem::remove(path_b);
+}
