@@ -19,19 +19,27 @@ std::string socket_path(const char* name) {
     return path.string();
 }
 
-asio::awaitable<std::vector<char>> local_round(local::socket& from, local::socket& to,
-                                               const std::vector<char>& data) {
+asio::awaitable<void> local_send(local::socket& from, const std::vector<char>& data) {
     co_await asio::async_write(from, asio::buffer(data), asio::use_awaitable);
     from.shutdown(local::socket::shutdown_send);
+}
+
+asio::awaitable<std::vector<char>> local_read(local::socket& to) {
     std::vector<char> got;
     char buf[65536];
     for (;;) {
         auto [ec, n] = co_await to.async_read_some(asio::buffer(buf), use_tuple);
         got.insert(got.end(), buf, buf + n);
-        if (ec == asio::error::eof) break;
+        if (ec == asio::error::eof) co_return got;
         if (ec) throw std::system_error(ec);
     }
-    co_return got;
+}
+
+/// Sends `data` from one end (then EOF) while the other end reads it all.
+asio::awaitable<std::vector<char>> local_round(local::socket& from, local::socket& to,
+                                               const std::vector<char>& data) {
+    using namespace asio::experimental::awaitable_operators;
+    co_return co_await (local_send(from, data) && local_read(to));
 }
 
 asio::awaitable<void> unix_sockets_relay(std::string path_a, std::string path_b) {

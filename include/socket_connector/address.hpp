@@ -37,15 +37,16 @@ inline constexpr std::size_t max_host_length = 253;
 
 namespace detail {
 
-inline bool fail_address(std::string* error, const char* message) noexcept {
+/// Stores `why` in `*error` (when asked for) and says there is no address.
+inline std::nullopt_t no_address(std::string* error, const char* why) noexcept {
     if (error) {
         try {
-            *error = message;
+            *error = why;
         } catch (...) {
             // Out of memory: the caller still learns that parsing failed.
         }
     }
-    return false;
+    return std::nullopt;
 }
 
 inline bool is_ascii_digit(char c) noexcept { return c >= '0' && c <= '9'; }
@@ -54,73 +55,74 @@ inline bool is_ascii_alnum(char c) noexcept {
     return is_ascii_digit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
 }
 
-/// A decimal port, 0 to 65535, with 1 to 5 digits and nothing else.
-inline bool parse_port(std::string_view text, std::uint16_t& port, std::string* error) noexcept {
-    if (text.empty()) return fail_address(error, "missing port after ':'");
-    if (text.size() > 5) return fail_address(error, "the port has more than 5 digits");
-    std::uint32_t value = 0;
-    for (char c : text) {
-        if (!is_ascii_digit(c)) return fail_address(error, "the port must be a decimal number");
-        value = value * 10 + static_cast<std::uint32_t>(c - '0');
-    }
-    if (value > 65535) return fail_address(error, "the port must be at most 65535");
-    port = static_cast<std::uint16_t>(value);
-    return true;
+inline bool is_ascii_hex(char c) noexcept {
+    return is_ascii_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
 }
 
-/// The inside of `[...]`: an IPv6 address, maybe with a zone (`fe80::1%eth0`).
-inline bool check_ipv6_host(std::string_view host, std::string* error) noexcept {
-    if (host.empty()) return fail_address(error, "empty IPv6 address between '[' and ']'");
-    if (host.size() > max_host_length) return fail_address(error, "the IPv6 address is too long");
+/// Reads a decimal port, 0 to 65535, with 1 to 5 digits and nothing else; null or the reason.
+inline const char* port_error(std::string_view text, std::uint16_t& port) noexcept {
+    if (text.empty()) return "missing port after ':'";
+    if (text.size() > 5) return "the port has more than 5 digits";
+    std::uint32_t value = 0;
+    for (char c : text) {
+        if (!is_ascii_digit(c)) return "the port must be a decimal number";
+        value = value * 10 + static_cast<std::uint32_t>(c - '0');
+    }
+    if (value > 65535) return "the port must be at most 65535";
+    port = static_cast<std::uint16_t>(value);
+    return nullptr;
+}
+
+/// Checks the inside of `[...]`: an IPv6 address, maybe with a zone (`fe80::1%eth0`).
+inline const char* ipv6_host_error(std::string_view host) noexcept {
+    if (host.empty()) return "empty IPv6 address between '[' and ']'";
+    if (host.size() > max_host_length) return "the IPv6 address is too long";
     auto zone = host.find('%');
     for (std::size_t i = 0; i < host.size(); ++i) {
         char c = host[i];
-        bool ok = i < zone ? is_ascii_alnum(c) || c == ':' || c == '.'
+        bool ok = i < zone ? is_ascii_hex(c) || c == ':' || c == '.'
                            : i == zone || is_ascii_alnum(c) || c == '-' || c == '_' || c == '.';
-        if (!ok) return fail_address(error, "invalid character in the IPv6 address");
+        if (!ok) return "invalid character in the IPv6 address";
     }
-    if (zone + 1 == host.size()) return fail_address(error, "empty zone after '%'");
+    if (zone != std::string_view::npos && zone + 1 == host.size()) return "empty zone after '%'";
     try {
         std::error_code ec;
         (void)asio::ip::make_address_v6(std::string(host), ec);
-        if (ec) return fail_address(error, "not a valid IPv6 address");
+        if (ec) return "not a valid IPv6 address";
     } catch (...) {
-        return fail_address(error, "not a valid IPv6 address");
+        return "out of memory";
     }
-    return true;
+    return nullptr;
 }
 
-/// A host name (letters, digits, '-', '_', dot-separated labels of 1 to 63 characters, one
-/// trailing dot allowed) or a dotted IPv4 address.
-inline bool check_name_host(std::string_view host, std::string* error) noexcept {
-    if (host.size() > max_host_length)
-        return fail_address(error, "the host is longer than 253 characters");
+/// Checks a host name (letters, digits, '-' and '_' in dot-separated labels of 1 to 63
+/// characters, one trailing dot allowed) or a dotted IPv4 address.
+inline const char* name_host_error(std::string_view host) noexcept {
+    if (host.size() > max_host_length) return "the host is longer than 253 characters";
     bool numeric = true;
     std::size_t label = 0;
-    for (std::size_t i = 0; i < host.size(); ++i) {
-        char c = host[i];
+    for (char c : host) {
         if (c == '.') {
-            if (label == 0) return fail_address(error, "empty label in the host name");
+            if (label == 0) return "empty label in the host name";
             label = 0;
             continue;
         }
-        if (!is_ascii_alnum(c) && c != '-' && c != '_')
-            return fail_address(error, "invalid character in the host");
-        if (++label > 63) return fail_address(error, "a host name label is longer than 63 characters");
+        if (!is_ascii_alnum(c) && c != '-' && c != '_') return "invalid character in the host";
+        if (++label > 63) return "a label of the host name is longer than 63 characters";
         if (!is_ascii_digit(c)) numeric = false;
     }
     if (numeric) {
-        // Digits and dots only: no DNS name looks like that, so it must be an IPv4 address
-        // (the resolver would otherwise read `1234` or `1.2` as one).
+        // Digits and dots only: no DNS name looks like that, and the resolver would read `1234`
+        // or `1.2` as an IPv4 address, so insist on a dotted quad.
         try {
             std::error_code ec;
             (void)asio::ip::make_address_v4(std::string(host), ec);
-            if (ec) return fail_address(error, "not a valid IPv4 address");
+            if (ec) return "not a valid IPv4 address";
         } catch (...) {
-            return fail_address(error, "not a valid IPv4 address");
+            return "out of memory";
         }
     }
-    return true;
+    return nullptr;
 }
 
 } // namespace detail
@@ -129,16 +131,16 @@ inline bool check_name_host(std::string_view host, std::string* error) noexcept 
 /// one of them, with the reason in `*error` when `error` is not null.
 ///
 /// HOST is a name (`localhost`, `example.com`), a dotted IPv4 address, or an IPv6 address in
-/// brackets (`[::1]:9000`, stored without the brackets). PORT is a decimal number from 0 to
-/// 65535 with at most 5 digits, no sign and no spaces. Rejected: an empty text, a missing colon
-/// or port, an IPv6 address without brackets, a host longer than `max_host_length`, and any
-/// character that cannot be part of a host (including NUL and spaces). Never throws; any byte
-/// string is a valid input.
+/// brackets (`[::1]:9000`, kept without the brackets). PORT is a decimal number from 0 to 65535
+/// with at most 5 digits, no sign and no spaces. Rejected: an empty text, a missing colon or
+/// port, an IPv6 address without brackets, a host longer than `max_host_length`, and any
+/// character that cannot be part of a host (spaces, control bytes, NUL). Never throws; any byte
+/// string is a valid input. Nothing is resolved.
 inline std::optional<address> parse_address(std::string_view text,
                                             std::string* error = nullptr) noexcept {
-    if (text.empty()) return detail::fail_address(error, "empty address"), std::nullopt;
+    if (text.empty()) return detail::no_address(error, "empty address");
     if (text.find('\0') != std::string_view::npos)
-        return detail::fail_address(error, "the address contains a NUL byte"), std::nullopt;
+        return detail::no_address(error, "the address contains a NUL byte");
 
     std::string_view host;
     std::string_view port;
@@ -146,34 +148,35 @@ inline std::optional<address> parse_address(std::string_view text,
     if (text.front() == '[') {
         auto close = text.find(']');
         if (close == std::string_view::npos)
-            return detail::fail_address(error, "missing ']' after an IPv6 address"), std::nullopt;
+            return detail::no_address(error, "missing ']' after the IPv6 address");
         host = text.substr(1, close - 1);
         auto rest = text.substr(close + 1);
         if (rest.empty() || rest.front() != ':')
-            return detail::fail_address(error, "expected ':PORT' after ']'"), std::nullopt;
+            return detail::no_address(error, "expected ':PORT' after ']'");
         port = rest.substr(1);
         ipv6 = true;
     } else {
         auto colon = text.find(':');
-        if (colon == std::string_view::npos)
-            return detail::fail_address(error, "missing ':PORT'"), std::nullopt;
+        if (colon == std::string_view::npos) return detail::no_address(error, "missing ':PORT'");
         if (text.find(':', colon + 1) != std::string_view::npos)
-            return detail::fail_address(
-                       error, "too many ':' (write an IPv6 address in brackets: [::1]:9000)"),
-                   std::nullopt;
+            return detail::no_address(
+                error, "too many ':' (an IPv6 address goes in brackets: [::1]:9000)");
         host = text.substr(0, colon);
         port = text.substr(colon + 1);
     }
 
     address result;
-    if (!detail::parse_port(port, result.port, error)) return std::nullopt;
-    if (ipv6 ? !detail::check_ipv6_host(host, error)
-             : !host.empty() && !detail::check_name_host(host, error))
-        return std::nullopt;
+    if (auto why = detail::port_error(port, result.port)) return detail::no_address(error, why);
+    const char* why = nullptr;
+    if (ipv6)
+        why = detail::ipv6_host_error(host);
+    else if (!host.empty())
+        why = detail::name_host_error(host);
+    if (why) return detail::no_address(error, why);
     try {
         result.host = host;
     } catch (...) {
-        return detail::fail_address(error, "out of memory"), std::nullopt;
+        return detail::no_address(error, "out of memory");
     }
     return result;
 }

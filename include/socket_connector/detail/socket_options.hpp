@@ -75,7 +75,8 @@ std::string to_string(const Endpoint& endpoint) {
         if (address.is_v6()) return fmt::format("[{}]:{}", address.to_string(), endpoint.port());
         return fmt::format("{}:{}", address.to_string(), endpoint.port());
     } else if constexpr (requires { endpoint.path(); }) {
-        return std::string(endpoint.path());
+        auto path = std::string(endpoint.path());
+        return path.empty() ? std::string("(unnamed)") : path; // clients rarely bind a path
     } else {
         return "?";
     }
