@@ -198,26 +198,34 @@ private:
         auto self = this->shared_from_this();
         try {
             switch (mode_) {
-            case connector_mode::server_to_server:
-                acceptor_a_.emplace(co_await bind('A', opts_.a));
-                acceptor_b_.emplace(co_await bind('B', opts_.b));
+            // Results are named before use: g++ 12 mishandles temporaries in co_await expressions.
+            case connector_mode::server_to_server: {
+                auto a = co_await bind('A', opts_.a);
+                acceptor_a_.emplace(std::move(a));
+                auto b = co_await bind('B', opts_.b);
+                acceptor_b_.emplace(std::move(b));
                 break;
-            case connector_mode::server_to_socket:
-                if (opts_.multi) {
-                    targets_b_ = co_await resolve('B', opts_.b);
-                    acceptor_a_.emplace(co_await bind('A', opts_.a));
-                } else {
-                    targets_b_ = co_await resolve('B', opts_.b);
-                    acceptor_a_.emplace(co_await bind('A', opts_.a));
+            }
+            case connector_mode::server_to_socket: {
+                targets_b_ = co_await resolve('B', opts_.b);
+                auto a = co_await bind('A', opts_.a);
+                acceptor_a_.emplace(std::move(a));
+                if (!opts_.multi) {
                     outbound_ = 'B';
-                    enqueue(dialed(co_await dial('B', targets_b_, opts_.b)));
+                    auto b = co_await dial('B', targets_b_, opts_.b);
+                    enqueue(dialed(std::move(b)));
                 }
                 break;
-            case connector_mode::socket_to_server:
-                acceptor_b_.emplace(co_await bind('B', opts_.b));
+            }
+            case connector_mode::socket_to_server: {
+                auto b = co_await bind('B', opts_.b);
+                acceptor_b_.emplace(std::move(b));
                 outbound_ = 'A';
-                enqueue(dialed(co_await dial('A', co_await resolve('A', opts_.a), opts_.a)));
+                auto targets_a = co_await resolve('A', opts_.a);
+                auto a = co_await dial('A', targets_a, opts_.a);
+                enqueue(dialed(std::move(a)));
                 break;
+            }
             case connector_mode::socket_to_socket: {
                 auto targets_a = co_await resolve('A', opts_.a);
                 auto targets_b = co_await resolve('B', opts_.b);
@@ -275,9 +283,10 @@ private:
             if (!so.host.empty() || !so.port.empty()) {
                 typename Protocol::resolver resolver(strand_);
                 auto flags = passive ? Protocol::resolver::passive : typename Protocol::resolver::flags();
-                auto [ec, results] = co_await resolver.async_resolve(
-                    so.host.empty() ? std::string() : so.host, so.port.empty() ? "0" : so.port,
-                    flags, detail::use_tuple);
+                // Named, not temporaries: g++ 12 destroys temporaries in a co_await twice.
+                const std::string port = so.port.empty() ? std::string("0") : so.port;
+                auto [ec, results] =
+                    co_await resolver.async_resolve(so.host, port, flags, detail::use_tuple);
                 if (ec)
                     throw std::system_error(
                         ec, fmt::format("resolve {} {}:{}", name, so.host, so.port));
@@ -537,7 +546,8 @@ private:
         std::erase(pending_b_, b);
         std::error_code ignored;
         // Ends the watchers; they see the new state and leave the sockets alone.
-        a->state_ = b->state_ = side_state::joined;
+        a->state_ = side_state::joined;
+        b->state_ = side_state::joined;
         a->socket_.cancel(ignored);
         b->socket_.cancel(ignored);
         std::uint64_t id;
