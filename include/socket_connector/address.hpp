@@ -49,7 +49,9 @@ inline std::nullopt_t no_address(std::string* error, const char* why) noexcept {
     return std::nullopt;
 }
 
-inline bool is_ascii_digit(char c) noexcept { return c >= '0' && c <= '9'; }
+inline bool is_ascii_digit(char c) noexcept {
+    return c >= '0' && c <= '9';
+}
 
 inline bool is_ascii_alnum(char c) noexcept {
     return is_ascii_digit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');

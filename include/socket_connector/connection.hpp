@@ -105,7 +105,6 @@ private:
         try {
             a_->socket_.non_blocking(true);
             b_->socket_.non_blocking(true);
-            a_->state_ = b_->state_ = side_state::joined;
             co_await (detail::pump(a_->socket_, b_->socket_, std::move(a_->early_), a_->early_eof_,
                                    a_->transformer, a_to_b_) &&
                       detail::pump(b_->socket_, a_->socket_, std::move(b_->early_), b_->early_eof_,
@@ -115,7 +114,8 @@ private:
             reason = close_requested_ ? std::string("closed") : std::string(e.what());
         }
         close_sockets();
-        a_->state_ = b_->state_ = side_state::closed;
+        a_->state_ = side_state::closed;
+        b_->state_ = side_state::closed;
         closed_ = true;
         ended_.notify_all();
         if (on_end) on_end(self, std::move(reason));

@@ -406,12 +406,12 @@ private:
             std::string failure;
             try {
                 asio::steady_timer timer(strand_, opts_.auth_timeout);
-                auto outcome =
-                    co_await (verify(side->socket_) || timer.async_wait(asio::use_awaitable));
+                auto outcome = co_await (verify_caught(verify, side->socket_, failure) ||
+                                         timer.async_wait(asio::use_awaitable));
                 if (outcome.index() == 1) {
                     failure = "timed out";
                 } else if (auto& result = std::get<0>(outcome); !result.ok) {
-                    failure = "rejected";
+                    if (failure.empty()) failure = "rejected";
                 } else {
                     side->early_ = std::move(result.leftover);
                 }
@@ -437,6 +437,18 @@ private:
             info("{}: {} authenticated", side->name(), side->remote());
         }
         enqueue(std::move(side));
+    }
+
+    /// Runs a verifier, turning its exception into a failure: `||` waits for the first
+    /// operation that succeeds, so a throwing verifier would otherwise wait out the timeout.
+    static asio::awaitable<auth_result> verify_caught(const any_auth_verifier<socket_type>& verify,
+                                                      socket_type& socket, std::string& failure) {
+        try {
+            co_return co_await verify(socket);
+        } catch (const std::exception& e) {
+            failure = e.what();
+        }
+        co_return auth_result{};
     }
 
     /// Puts an authenticated side in its queue, watches it, and pairs what can be paired.

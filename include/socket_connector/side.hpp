@@ -1,5 +1,6 @@
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -42,7 +43,7 @@ public:
     char name() const noexcept { return name_; }
     /// The peer, as `host:port` (or a Unix socket's path).
     const std::string& remote() const noexcept { return remote_; }
-    side_state state() const noexcept { return state_; }
+    side_state state() const noexcept { return state_.load(); }
     /// The socket. Only touch it from the connector's strand before the side is joined (in an
     /// auth verifier or `before_joining`); once joined, the connection owns it.
     socket_type& socket() noexcept { return socket_; }
@@ -59,7 +60,8 @@ private:
     char name_;
     socket_type socket_;
     std::string remote_;
-    side_state state_ = side_state::authenticating;
+    // Atomic: the connector's strand and the connection's strand both look at it.
+    std::atomic<side_state> state_{side_state::authenticating};
     /// Bytes that arrived before the side was joined (auth leftover first), relayed first.
     std::vector<char> early_;
     /// The peer ended its stream before the side was joined (after sending `early_`).
