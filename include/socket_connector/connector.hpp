@@ -35,6 +35,7 @@
 #include <socket_connector/logging.hpp>
 #include <socket_connector/options.hpp>
 #include <socket_connector/side.hpp>
+#include <socket_connector/socket_options.hpp>
 #include <socket_connector/stats.hpp>
 
 namespace socket_connector {
@@ -358,9 +359,9 @@ private:
             }
         }
         socket.non_blocking(true, ec);
-        detail::apply_no_delay(socket, ec);
+        set_no_delay(socket, ec);
         if (ec) log(log_level::warning, "{}: TCP_NODELAY on {}: {}", name, peer, ec.message());
-        detail::apply_keep_alive(socket, side_opts(name).keepalive, ec);
+        set_keep_alive(socket, side_opts(name).keepalive, ec);
         if (ec) log(log_level::warning, "{}: keep-alive on {}: {}", name, peer, ec.message());
         auto side = std::make_shared<side_type>(name, std::move(socket), std::move(peer));
         side->transformer = side_opts(name).transform();

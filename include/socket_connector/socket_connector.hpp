@@ -1,5 +1,6 @@
 #pragma once
 
+#include <socket_connector/address.hpp>
 #include <socket_connector/auth.hpp>
 #include <socket_connector/concepts.hpp>
 #include <socket_connector/connection.hpp>
@@ -8,4 +9,5 @@
 #include <socket_connector/logging.hpp>
 #include <socket_connector/options.hpp>
 #include <socket_connector/side.hpp>
+#include <socket_connector/socket_options.hpp>
 #include <socket_connector/stats.hpp>
