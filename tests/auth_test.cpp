@@ -374,7 +374,43 @@ asio::awaitable<void> throwing_verifier_fails() {
     co_await c->wait_closed();
 }
 
+/// socket_to_server whose dialed A must prove itself: the target A server sends `greeting`.
+asio::awaitable<void> dialed_side_verified(std::string greeting, bool accepted) {
+    auto ex = co_await asio::this_coro::executor;
+    tcp::acceptor target(ex, {asio::ip::address_v4::loopback(), 0});
+    sc::options o = loopback_options();
+    o.a.endpoint = target.local_endpoint();
+    o.a.auth = sc::token_verifier("server-ok");
+    o.auth_timeout = 2s;
+    auto c = co_await sc::socket_to_server(ex, std::move(o));
+    auto a = co_await target.async_accept(asio::use_awaitable);
+    co_await send_text(a, greeting, false);
+    if (!accepted) {
+        // The only A failed: nothing can ever pair, so the connector closes by itself.
+        co_await c->wait_closed();
+        CHECK(c->stats().auth_failures == 1);
+        auto end = co_await read_until_closed(a);
+        CHECK(end.closed);
+        co_return;
+    }
+    auto b = co_await connect_to(c->side_b_port());
+    auto got = co_await read_exactly(b, 5);
+    CHECK(got == "after");
+    c->close();
+    co_await c->wait_closed();
+}
+
 } // namespace
+
+TEST_CASE("a dialed side is authenticated before it is paired", "[auth]") {
+    asio::io_context io;
+    run(io, dialed_side_verified("server-ok\nafter", true));
+}
+
+TEST_CASE("a dialed side that fails authentication closes a single-pair connector", "[auth]") {
+    asio::io_context io;
+    run(io, dialed_side_verified("imposter\nafter", false));
+}
 
 TEST_CASE("a side whose first line is the token is paired and relayed", "[auth]") {
     asio::io_context io;

@@ -12,6 +12,7 @@
 #include <set>
 #include <string>
 #include <system_error>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -23,6 +24,7 @@
 #include <asio/dispatch.hpp>
 #include <asio/experimental/awaitable_operators.hpp>
 #include <asio/ip/tcp.hpp>
+#include <asio/multiple_exceptions.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/strand.hpp>
 #include <asio/use_awaitable.hpp>
@@ -117,6 +119,7 @@ public:
         context_->log = opts_.logger ? opts_.logger : stderr_logger();
         context_->verbose = opts_.verbose;
         context_->log_traffic = opts_.log_traffic;
+        context_->zero_copy = opts_.zero_copy;
     }
 
     basic_connector(const basic_connector&) = delete;
@@ -212,29 +215,31 @@ private:
                 auto a = co_await bind('A', opts_.a);
                 acceptor_a_.emplace(std::move(a));
                 if (!opts_.multi) {
-                    outbound_ = 'B';
                     auto b = co_await dial('B', targets_b_, opts_.b);
-                    enqueue(dialed(std::move(b)));
+                    spawn(admit(dialed(std::move(b))));
                 }
                 break;
             }
             case connector_mode::socket_to_server: {
                 auto b = co_await bind('B', opts_.b);
                 acceptor_b_.emplace(std::move(b));
-                outbound_ = 'A';
                 auto targets_a = co_await resolve('A', opts_.a);
                 auto a = co_await dial('A', targets_a, opts_.a);
-                enqueue(dialed(std::move(a)));
+                spawn(admit(dialed(std::move(a))));
                 break;
             }
             case connector_mode::socket_to_socket: {
                 auto targets_a = co_await resolve('A', opts_.a);
                 auto targets_b = co_await resolve('B', opts_.b);
-                outbound_ = 'A';
-                auto [a, b] = co_await (dial('A', targets_a, opts_.a) &&
-                                        dial('B', targets_b, opts_.b));
-                enqueue(dialed(std::move(a)));
-                enqueue(dialed(std::move(b)));
+                std::shared_ptr<side_type> a, b;
+                try {
+                    std::tie(a, b) = co_await (dial('A', targets_a, opts_.a) &&
+                                               dial('B', targets_b, opts_.b));
+                } catch (const asio::multiple_exceptions& e) {
+                    std::rethrow_exception(e.first_exception()); // both failed: report A's
+                }
+                spawn(admit(dialed(std::move(a))));
+                spawn(admit(dialed(std::move(b))));
                 break;
             }
             }
@@ -369,6 +374,16 @@ private:
         return side;
     }
 
+    /// A side dialed once at start-up: if it goes before the pair forms, nothing can pair.
+    bool is_up_front(char name) const {
+        switch (mode_) {
+        case connector_mode::server_to_socket: return name == 'B' && !opts_.multi;
+        case connector_mode::socket_to_server: return name == 'A';
+        case connector_mode::socket_to_socket: return true;
+        default: return false;
+        }
+    }
+
     std::optional<acceptor_type>& acceptor_of(char name) {
         return name == 'A' ? acceptor_a_ : acceptor_b_;
     }
@@ -399,8 +414,14 @@ private:
 
     /// Authenticates a new side (if it has a verifier), then queues it for pairing.
     asio::awaitable<void> admit(std::shared_ptr<side_type> side) {
-        using namespace asio::experimental::awaitable_operators;
         auto self = this->shared_from_this();
+        if (co_await authenticate(side)) enqueue(std::move(side));
+    }
+
+    /// Runs the side's verifier, bounded by `auth_timeout`; false (and the side closed) if it
+    /// failed or the connector is closing. Sides accepted and sides dialed are both checked.
+    asio::awaitable<bool> authenticate(const std::shared_ptr<side_type>& side) {
+        using namespace asio::experimental::awaitable_operators;
         const auto& verify = side_opts(side->name()).auth;
         if (verify) {
             authenticating_.insert(side);
@@ -422,7 +443,7 @@ private:
             authenticating_.erase(side);
             if (closing_ || side->state_ == side_state::closed) {
                 close_side(*side);
-                co_return;
+                co_return false;
             }
             if (!failure.empty()) {
                 {
@@ -432,12 +453,16 @@ private:
                 log(log_level::warning, "{}: authentication of {} failed: {}", side->name(),
                     side->remote(), failure);
                 close_side(*side);
-                maybe_finish();
-                co_return;
+                if (is_up_front(side->name()) && !paired_once_) {
+                    close_now(fmt::format("{} failed authentication", side->name()));
+                } else {
+                    maybe_finish();
+                }
+                co_return false;
             }
             info("{}: {} authenticated", side->name(), side->remote());
         }
-        enqueue(std::move(side));
+        co_return true;
     }
 
     /// Runs a verifier, turning its exception into a failure: `||` waits for the first
@@ -479,6 +504,10 @@ private:
                 log(log_level::warning, "{}; closing A {}", e.what(), a->remote());
         }
         if (!b) {
+            drop(a, "");
+            co_return;
+        }
+        if (!co_await authenticate(b)) {
             drop(a, "");
             co_return;
         }
@@ -530,8 +559,8 @@ private:
         update_counts();
         if (!why.empty()) info("{}: {} left while pending: {}", side->name(), side->remote(), why);
         close_side(*side);
-        if (side->name() == outbound_ && !paired_once_ && !closing_) {
-            close_now(fmt::format("{} closed before it could be paired", outbound_));
+        if (is_up_front(side->name()) && !paired_once_ && !closing_) {
+            close_now(fmt::format("{} closed before it could be paired", side->name()));
             return;
         }
         maybe_finish();
@@ -721,7 +750,6 @@ private:
     unsigned short port_a_ = 0;
     unsigned short port_b_ = 0;
     std::vector<endpoint_type> targets_b_;
-    char outbound_ = 0; // the up-front outbound side of a single-pair connector
     std::deque<std::shared_ptr<side_type>> pending_a_;
     std::deque<std::shared_ptr<side_type>> pending_b_;
     std::set<std::shared_ptr<side_type>> authenticating_;

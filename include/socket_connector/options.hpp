@@ -33,7 +33,8 @@ struct basic_side_options {
     typename Protocol::endpoint endpoint{};
     std::string host{};
     std::string port{};
-    /// Runs on each socket of this side before it may be paired; empty: all are accepted.
+    /// Runs on each socket of this side (accepted or dialed) before it may be paired; empty: all
+    /// are accepted.
     any_auth_verifier<socket_type> auth{};
     /// Makes the transformer for the bytes leaving this side, once per connection.
     transformer_factory transform{};
@@ -50,6 +51,9 @@ struct basic_options {
     bool verbose = false;
     /// Log every chunk relayed, as printable ASCII, at `traffic` level.
     bool log_traffic = false;
+    /// Linux: relay a direction that has no transformer (and no traffic log) with splice(2)
+    /// through a pipe, so its bytes never enter user space. Off: always copy through a buffer.
+    bool zero_copy = true;
     /// Where log lines go; empty: timestamped lines on stderr.
     socket_connector::logger logger{};
     /// Grace period: when it has passed with no connection open, or when the last connection

@@ -53,7 +53,7 @@ asio::awaitable<bool> write_all(Socket& to, std::span<const char> data, directio
 template <class Socket>
 asio::awaitable<bool> deliver(Socket& to, std::span<const char> data, any_transformer& transform,
                               std::vector<char>& out, direction& dir) {
-    if (dir.traffic)
+    if (dir.traffic && !data.empty())
         (*dir.traffic)(log_level::traffic,
                        fmt::format("{} -> {}: {}", dir.from, dir.to, printable(data)));
     if (!transform) co_return co_await write_all(to, data, dir);
