@@ -12,9 +12,10 @@ asio::awaitable<std::vector<char>> send_and_receive(tcp::socket& socket, const s
     co_return co_await (send_all(socket, out) && read_to_eof(socket));
 }
 
-asio::awaitable<void> both_ways_at_once() {
+asio::awaitable<void> both_ways_at_once(bool zero_copy) {
     auto ex = co_await asio::this_coro::executor;
     sc::options o = loopback_options();
+    o.zero_copy = zero_copy;
     auto c = co_await sc::server_to_server(ex, std::move(o));
     auto a = co_await connect_to(c->side_a_port());
     auto b = co_await connect_to(c->side_b_port());
@@ -184,9 +185,10 @@ asio::awaitable<std::size_t> write_until_stalled(tcp::socket& socket, std::vecto
     co_return total;
 }
 
-asio::awaitable<void> backpressure() {
+asio::awaitable<void> backpressure(bool zero_copy) {
     auto ex = co_await asio::this_coro::executor;
     sc::options o = loopback_options();
+    o.zero_copy = zero_copy;
     auto c = co_await sc::server_to_server(ex, std::move(o));
     auto a = co_await connect_to(c->side_a_port());
     auto b = co_await connect_to(c->side_b_port());
@@ -242,7 +244,12 @@ asio::awaitable<void> many_pairs() {
 
 TEST_CASE("bytes relay both ways at once, byte for byte", "[relay]") {
     asio::io_context io;
-    run(io, both_ways_at_once(), 60s);
+    run(io, both_ways_at_once(true), 60s);
+}
+
+TEST_CASE("bytes relay both ways at once through user-space buffers too", "[relay]") {
+    asio::io_context io;
+    run(io, both_ways_at_once(false), 60s);
 }
 
 TEST_CASE("a FIN from A half-closes B while B keeps sending", "[relay]") {
@@ -287,7 +294,12 @@ TEST_CASE("a pending side that disconnects leaves its queue", "[relay][pairing]"
 
 TEST_CASE("a reader that stops reading holds the writer back", "[relay][backpressure]") {
     asio::io_context io;
-    run(io, backpressure(), 60s);
+    run(io, backpressure(true), 60s);
+}
+
+TEST_CASE("a reader that stops reading holds the copying writer back", "[relay][backpressure]") {
+    asio::io_context io;
+    run(io, backpressure(false), 60s);
 }
 
 TEST_CASE("many pairs relay at once", "[relay]") {

@@ -18,6 +18,7 @@
 #include <fmt/format.h>
 
 #include <socket_connector/detail/pump.hpp>
+#include <socket_connector/detail/splice.hpp>
 #include <socket_connector/detail/strand_event.hpp>
 #include <socket_connector/logging.hpp>
 #include <socket_connector/side.hpp>
@@ -30,6 +31,7 @@ struct relay_context {
     socket_connector::logger log;
     bool verbose = false;
     bool log_traffic = false;
+    bool zero_copy = true;
     std::atomic<std::uint64_t> bytes_a_to_b{0};
     std::atomic<std::uint64_t> bytes_b_to_a{0};
 };
@@ -105,10 +107,7 @@ private:
         try {
             a_->socket_.non_blocking(true);
             b_->socket_.non_blocking(true);
-            co_await (detail::pump(a_->socket_, b_->socket_, std::move(a_->early_), a_->early_eof_,
-                                   a_->transformer, a_to_b_) &&
-                      detail::pump(b_->socket_, a_->socket_, std::move(b_->early_), b_->early_eof_,
-                                   b_->transformer, b_to_a_));
+            co_await (relay(*a_, *b_, a_to_b_) && relay(*b_, *a_, b_to_a_));
             if (close_requested_) reason = "closed";
         } catch (const std::exception& e) {
             reason = close_requested_ ? std::string("closed") : std::string(e.what());
@@ -119,6 +118,19 @@ private:
         closed_ = true;
         ended_.notify_all();
         if (on_end) on_end(self, std::move(reason));
+    }
+
+    /// One direction: zero-copy on Linux when nothing needs to see the bytes, else the copy loop.
+    asio::awaitable<void> relay(side_type& from, side_type& to, detail::direction& dir) {
+#if defined(__linux__)
+        if (context_->zero_copy && !from.transformer && !dir.traffic) {
+            co_await detail::splice_pump(from.socket_, to.socket_, std::move(from.early_),
+                                         from.early_eof_, dir);
+            co_return;
+        }
+#endif
+        co_await detail::pump(from.socket_, to.socket_, std::move(from.early_), from.early_eof_,
+                              from.transformer, dir);
     }
 
     void close_sockets() {
