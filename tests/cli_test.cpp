@@ -1,6 +1,5 @@
 // End-to-end tests of the `socket-connector` command: the real binary, driven over loopback.
-#include "support/net.hpp"
-#include "support/process.hpp"
+#include "support/programs.hpp"
 
 #include <filesystem>
 #include <fstream>
@@ -8,38 +7,10 @@
 using namespace test_support;
 using namespace asio::experimental::awaitable_operators;
 
-#ifndef SOCKET_CONNECTOR_CLI
-#error "SOCKET_CONNECTOR_CLI must name the socket-connector binary"
-#endif
-
 namespace {
 
-// Held by pointer: its reader threads keep its address, and g++ 12 may move objects that live
-// in a coroutine frame.
 std::unique_ptr<child_process> start_cli(std::vector<std::string> args) {
-    args.insert(args.begin(), SOCKET_CONNECTOR_CLI);
-    return std::make_unique<child_process>(std::move(args));
-}
-
-/// Waits for the command's `SIDE listening on …` line and returns the port.
-asio::awaitable<unsigned short> port_of(child_process& process, char side) {
-    bool listening = co_await eventually([&] { return process.listening_port(side) != 0; });
-    INFO("stdout: " << process.out() << "\nstderr: " << process.err());
-    REQUIRE(listening);
-    co_return process.listening_port(side);
-}
-
-/// Waits (bounded) for the command to exit and returns its exit code.
-asio::awaitable<int> exit_of(child_process& process, std::chrono::milliseconds limit = 10s) {
-    bool exited = co_await eventually([&] { return process.exit_code().has_value(); }, limit);
-    INFO("stdout: " << process.out() << "\nstderr: " << process.err());
-    REQUIRE(exited);
-    co_return *process.exit_code();
-}
-
-asio::awaitable<std::vector<char>> send_and_receive(tcp::socket& socket,
-                                                    const std::vector<char>& out) {
-    co_return co_await (send_all(socket, out) && read_to_eof(socket));
+    return start_program("socket-connector", std::move(args));
 }
 
 /// Accepts one connection on `acceptor` and echoes it back until its end of stream.
@@ -47,10 +18,6 @@ asio::awaitable<void> echo_one(tcp::acceptor& acceptor) {
     auto socket = co_await acceptor.async_accept(asio::use_awaitable);
     auto data = co_await read_to_eof(socket);
     co_await send_all(socket, data);
-}
-
-tcp::acceptor loopback_acceptor(asio::any_io_executor ex) {
-    return tcp::acceptor(ex, {asio::ip::address_v4::loopback(), 0});
 }
 
 asio::awaitable<void> server_to_server_relays() {

@@ -1,0 +1,294 @@
+// auth_relay: a rendezvous where each client must prove it knows a shared secret before it is
+// paired. The C++ form of the Dart package's example/socket_connector_with_authenticator.dart
+// (its "both sides authenticated" case: `serverToServer` with an authenticator on A and on B),
+// with a challenge and response instead of a fixed word, so a recorded answer is useless.
+//
+// When a client connects, the relay sends it one line, `challenge: NONCE` (32 hex digits, fresh
+// each time). The client must answer with the line `challenge::answer(SECRET, NONCE)`: 16 hex
+// digits of FNV-1a-64 over the secret followed by the nonce (see challenge.hpp, which also has
+// the same function in bash). That is A DEMONSTRATION, NOT CRYPTOGRAPHY: FNV-1a is no MAC, and
+// an eavesdropper can test guesses of the secret offline against one exchange (and the secret
+// sits on the command line, where `ps` shows it); use HMAC-SHA-256 or TLS for real.
+// A wrong answer, a line longer than 256 bytes or no answer within --auth-timeout closes the
+// client; what follows a right answer is relayed to the other side.
+//
+// Try it, in four terminals:
+//
+//   auth_relay --secret s3cret                 # A on 0.0.0.0:9000, B on 0.0.0.0:8000
+//   ncat 127.0.0.1 9000                        # prints "challenge: 5f0c...": keep it open
+//   auth_relay --secret s3cret --answer 5f0c...   # prints the answer: paste it into ncat
+//   ncat 127.0.0.1 8000                        # the same for B; then A and B talk
+//
+// Or scripted, letting ncat run the answering shell on the connection (B prints what A sent):
+//
+//   ncat 127.0.0.1 8000 -c 'read -r _ n; auth_relay --secret s3cret --answer "$n"; cat >&2'
+//   ncat 127.0.0.1 9000 -c 'read -r _ n; auth_relay --secret s3cret --answer "$n"; echo hi B'
+//
+// Options: --secret S (required), --answer NONCE (print the answer and exit), --host ADDR,
+// --port-a N, --port-b N (0 lets the system choose), --timeout SECS (grace period, default 30;
+// 0 serves until a signal), --auth-timeout SECS (time to answer, default 60: long enough to
+// paste by hand). Exit status: 0 normal close (grace period, SIGINT, SIGTERM) or an answer
+// printed, 1 runtime error (address in use), 2 bad arguments.
+
+#include <algorithm>
+#include <charconv>
+#include <chrono>
+#include <csignal>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <exception>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include <asio/buffer.hpp>
+#include <asio/co_spawn.hpp>
+#include <asio/experimental/as_tuple.hpp>
+#include <asio/io_context.hpp>
+#include <asio/ip/address.hpp>
+#include <asio/signal_set.hpp>
+#include <asio/use_awaitable.hpp>
+#include <asio/write.hpp>
+#include <fmt/format.h>
+
+#include <socket_connector/socket_connector.hpp>
+
+#include "challenge.hpp"
+
+namespace sc = socket_connector;
+
+namespace {
+
+constexpr std::string_view usage = R"(usage: auth_relay --secret S [options]
+       auth_relay --secret S --answer NONCE
+
+Relays between an authenticated client on side A and one on side B. Each client is sent
+"challenge: NONCE" and must answer with the line the second form prints.
+
+  --secret S            the shared secret (required)
+  --answer NONCE        print the answer to NONCE (or to a pasted "challenge: NONCE") and exit
+  --host ADDR           the address both sides bind (default 0.0.0.0)
+  --port-a N            side A's port (default 9000; 0 lets the system choose)
+  --port-b N            side B's port (default 8000)
+  --timeout SECS        grace period (default 30); 0 serves until SIGINT or SIGTERM
+  --auth-timeout SECS   how long a client has to answer (default 60)
+  --help                print this help
+
+Prints "A listening on HOST:PORT" and "B listening on HOST:PORT" once bound.
+Exit status: 0 normal close or answer printed, 1 runtime error, 2 bad arguments.
+)";
+
+/// Sends `challenge: NONCE` and accepts the side if its first line is the answer.
+///
+/// Each socket gets a fresh nonce, so an answer overheard once is no use later. The reply is
+/// read into at most `max_line` bytes, so a peer cannot make the relay buffer more; the line
+/// (LF, or CRLF) is compared in constant time; bytes after it are the leftover, relayed first
+/// once the side is paired. Nothing about the secret is ever logged. Models sc::auth_verifier.
+class challenge_verifier {
+public:
+    explicit challenge_verifier(std::string secret, std::size_t max_line = 256)
+        : secret_(std::move(secret))
+        , max_line_(max_line) {}
+
+    template <class Socket>
+    asio::awaitable<sc::auth_result> operator()(Socket& socket) const {
+        constexpr auto use_tuple = asio::experimental::as_tuple(asio::use_awaitable);
+        const std::string nonce = challenge::make_nonce();
+        const std::string expected = challenge::answer(secret_, nonce);
+        const std::string line = fmt::format("{}{}\n", challenge::prefix, nonce);
+        auto [write_ec, written] =
+            co_await asio::async_write(socket, asio::buffer(line), use_tuple);
+        if (write_ec) co_return sc::auth_result{}; // gone already: not authenticated
+        std::vector<char> received;
+        for (;;) {
+            if (auto found = sc::find_first_line(received)) {
+                sc::auth_result result;
+                result.ok = sc::constant_time_equal(found->line, expected);
+                if (result.ok)
+                    result.leftover.assign(received.begin() +
+                                               static_cast<std::ptrdiff_t>(found->rest),
+                                           received.end());
+                co_return result;
+            }
+            if (received.size() >= max_line_) co_return sc::auth_result{}; // no answer is so long
+            auto old = received.size();
+            received.resize(max_line_);
+            auto [read_ec, n] = co_await socket.async_read_some(
+                asio::buffer(received.data() + old, max_line_ - old), use_tuple);
+            received.resize(old + n);
+            if (read_ec) co_return sc::auth_result{}; // end of stream or reset before the LF
+        }
+    }
+
+private:
+    std::string secret_;
+    std::size_t max_line_;
+};
+
+static_assert(sc::auth_verifier<challenge_verifier, sc::connector::socket_type>);
+
+/// What the command line asks for.
+struct config {
+    std::string secret;
+    std::optional<std::string> answer_for; // --answer NONCE
+    asio::ip::address host = asio::ip::address_v4::any();
+    unsigned short port_a = 9000;
+    unsigned short port_b = 8000;
+    std::chrono::milliseconds timeout = std::chrono::seconds(30);
+    std::chrono::milliseconds auth_timeout = std::chrono::seconds(60);
+    bool help = false;
+};
+
+std::optional<unsigned short> parse_port(std::string_view text) {
+    unsigned value = 0;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (text.empty() || ec != std::errc() || end != text.data() + text.size() || value > 65535)
+        return std::nullopt;
+    return static_cast<unsigned short>(value);
+}
+
+/// Seconds, such as 30 or 0.5, from 0 to a million.
+std::optional<std::chrono::milliseconds> parse_seconds(std::string_view text) {
+    double seconds = 0;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), seconds);
+    if (text.empty() || ec != std::errc() || end != text.data() + text.size() ||
+        !(seconds >= 0 && seconds <= 1e6))
+        return std::nullopt;
+    return std::chrono::milliseconds(static_cast<std::int64_t>(seconds * 1000));
+}
+
+/// The configuration, or why the arguments are wrong.
+std::variant<config, std::string> parse_args(std::span<char* const> args) {
+    static constexpr std::string_view valued[] = {
+        "--secret", "--answer", "--host", "--port-a", "--port-b", "--timeout", "--auth-timeout"};
+    config cfg;
+    bool secret_given = false;
+    for (std::size_t i = 0; i < args.size(); ++i) {
+        std::string_view name = args[i];
+        if (name == "--help") {
+            cfg.help = true;
+            return cfg;
+        }
+        if (std::find(std::begin(valued), std::end(valued), name) == std::end(valued))
+            return fmt::format("unknown argument '{}'", name);
+        if (i + 1 == args.size()) return fmt::format("{} needs a value", name);
+        std::string_view value = args[++i];
+        if (name == "--secret") {
+            if (value.empty() || value.find_first_of("\r\n") != std::string_view::npos)
+                return "--secret needs a non-empty secret on one line";
+            cfg.secret = value;
+            secret_given = true;
+        } else if (name == "--answer") {
+            auto nonce = challenge::nonce_of(value);
+            if (nonce.empty()) return "--answer needs the nonce the relay sent";
+            cfg.answer_for = std::string(nonce);
+        } else if (name == "--host") {
+            std::error_code ec;
+            cfg.host = asio::ip::make_address(value, ec);
+            if (ec) return fmt::format("--host needs an IP address (got '{}')", value);
+        } else if (name == "--timeout" || name == "--auth-timeout") {
+            auto seconds = parse_seconds(value);
+            if (!seconds) return fmt::format("{} needs seconds (got '{}')", name, value);
+            if (name == "--auth-timeout") {
+                if (seconds->count() == 0) return "--auth-timeout must be more than 0";
+                cfg.auth_timeout = *seconds;
+            } else {
+                cfg.timeout = seconds->count() == 0 ? sc::no_timeout : *seconds;
+            }
+        } else {
+            auto port = parse_port(value);
+            if (!port) return fmt::format("{} needs a port, 0 to 65535 (got '{}')", name, value);
+            (name == "--port-a" ? cfg.port_a : cfg.port_b) = *port;
+        }
+    }
+    if (!secret_given) return "missing --secret";
+    return cfg;
+}
+
+void print_line(const std::string& line) {
+    std::fwrite(line.data(), 1, line.size(), stdout);
+    std::fflush(stdout); // whoever started us waits for the "listening" lines
+}
+
+/// Makes the connector with a verifier on each side, says where it listens, and waits until
+/// it has closed. `connector` is where main's signal handler finds it.
+asio::awaitable<void> relay(config cfg, std::shared_ptr<sc::connector>& connector) {
+    auto ex = co_await asio::this_coro::executor;
+    // A named variable, not a braced temporary in the co_await: g++ 12 destroys that twice.
+    sc::options o{
+        .a = {.endpoint = {cfg.host, cfg.port_a}, .auth = challenge_verifier(cfg.secret)},
+        .b = {.endpoint = {cfg.host, cfg.port_b}, .auth = challenge_verifier(cfg.secret)},
+        .verbose = true,
+        .timeout = cfg.timeout,
+        .auth_timeout = cfg.auth_timeout,
+    };
+    connector = co_await sc::server_to_server(ex, std::move(o));
+    print_line(fmt::format("A listening on {}\n", sc::to_string(connector->side_a_endpoint())));
+    print_line(fmt::format("B listening on {}\n", sc::to_string(connector->side_b_endpoint())));
+    co_await connector->wait_closed();
+}
+
+std::string message_of(std::exception_ptr e) {
+    try {
+        std::rethrow_exception(e);
+    } catch (const std::exception& ex) {
+        return ex.what();
+    } catch (...) {
+        return "unknown error";
+    }
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+    try {
+        std::signal(SIGPIPE, SIG_IGN); // a peer that goes away is an error code, not a kill
+        std::span<char* const> args(argv, static_cast<std::size_t>(argc));
+        auto parsed = parse_args(args.empty() ? args : args.subspan(1));
+        if (auto* why = std::get_if<std::string>(&parsed)) {
+            fmt::print(stderr, "auth_relay: {}\n\n{}", *why, usage);
+            return 2;
+        }
+        auto& cfg = std::get<config>(parsed);
+        if (cfg.help) {
+            fmt::print("{}", usage);
+            return 0;
+        }
+        if (cfg.answer_for) {
+            print_line(challenge::answer(cfg.secret, *cfg.answer_for) + "\n");
+            return 0;
+        }
+
+        asio::io_context io;
+        std::shared_ptr<sc::connector> connector;
+        std::string error;
+        asio::signal_set signals(io, SIGINT, SIGTERM);
+        signals.async_wait([&](const std::error_code& ec, int) {
+            if (ec) return; // cancelled: the relay is over
+            if (connector)
+                connector->close(); // relay() then sees it closed and returns
+            else
+                io.stop(); // still binding: nothing to close yet
+        });
+        asio::co_spawn(io, relay(cfg, connector), [&](std::exception_ptr e) {
+            if (e) error = message_of(e);
+            signals.cancel(); // the last thing keeping io.run() busy
+        });
+        io.run();
+        if (!error.empty()) {
+            fmt::print(stderr, "auth_relay: {}\n", error);
+            return 1;
+        }
+        return 0;
+    } catch (const std::exception& e) {
+        fmt::print(stderr, "auth_relay: {}\n", e.what());
+        return 1;
+    }
+}

@@ -1,0 +1,215 @@
+// stats_relay: a rendezvous that waits until the connector is done, then reports what it did.
+// The C++ form of the Dart package's example/wait_for_socket.dart (`serverToServer` with a
+// short `timeout`, then `await connector.done`), plus the `stats` it gathered: bytes each way,
+// sockets, connections, and the remote addresses seen.
+//
+// The connector is done when its grace period (--timeout, 10 s here) has passed and no pair is
+// open: so it closes 10 s after start if nobody comes, or when the last pair ends after that.
+// Try it, in three terminals:
+//
+//   stats_relay                 # A on 0.0.0.0:9000, B on 0.0.0.0:8000
+//   ncat 127.0.0.1 9000         # type a few lines ...
+//   ncat 127.0.0.1 8000         # ... reply, then Ctrl-D in both
+//
+// It then prints, on stdout, the stats in words and as one line of JSON:
+//
+//   A -> B: 12 bytes, B -> A: 6 bytes
+//   sockets: 2, connections: 1 (0 open), auth failures: 0, remote addresses: 127.0.0.1
+//   {"sockets_created":2,"bytes_a_to_b":12,"bytes_b_to_a":6,...}
+//
+// Options: --host ADDR (the address both sides bind, default 0.0.0.0), --port-a N, --port-b N
+// (0 lets the system choose; the real ports are printed), --timeout SECS (grace period,
+// default 10; 0 serves until a signal). SIGINT or SIGTERM closes the connector, and the stats
+// are printed all the same. Exit status: 0 when the connector closes, 1 on a runtime error
+// (address in use), 2 on bad arguments.
+
+#include <charconv>
+#include <chrono>
+#include <csignal>
+#include <cstdint>
+#include <cstdio>
+#include <exception>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <utility>
+#include <variant>
+
+#include <asio/co_spawn.hpp>
+#include <asio/io_context.hpp>
+#include <asio/ip/address.hpp>
+#include <asio/signal_set.hpp>
+#include <fmt/format.h>
+
+#include <socket_connector/socket_connector.hpp>
+
+namespace sc = socket_connector;
+
+namespace {
+
+constexpr std::string_view usage = R"(usage: stats_relay [options]
+
+Relays between the client on side A and the client on side B until the connector is done,
+then prints its stats, in words and as one line of JSON.
+
+  --host ADDR       the address both sides bind (default 0.0.0.0)
+  --port-a N        side A's port (default 9000; 0 lets the system choose)
+  --port-b N        side B's port (default 8000)
+  --timeout SECS    grace period (default 10); 0 serves until SIGINT or SIGTERM
+  --help            print this help
+
+Prints "A listening on HOST:PORT" and "B listening on HOST:PORT" once bound.
+Exit status: 0 normal close, 1 runtime error, 2 bad arguments.
+)";
+
+/// What the command line asks for.
+struct config {
+    asio::ip::address host = asio::ip::address_v4::any();
+    unsigned short port_a = 9000;
+    unsigned short port_b = 8000;
+    std::chrono::milliseconds timeout = std::chrono::seconds(10);
+    bool help = false;
+};
+
+std::optional<unsigned short> parse_port(std::string_view text) {
+    unsigned value = 0;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (text.empty() || ec != std::errc() || end != text.data() + text.size() || value > 65535)
+        return std::nullopt;
+    return static_cast<unsigned short>(value);
+}
+
+/// Seconds, such as 10 or 0.5; 0 means no grace period at all (serve until a signal).
+std::optional<std::chrono::milliseconds> parse_seconds(std::string_view text) {
+    double seconds = 0;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), seconds);
+    if (text.empty() || ec != std::errc() || end != text.data() + text.size() ||
+        !(seconds >= 0 && seconds <= 1e6))
+        return std::nullopt;
+    if (seconds == 0) return sc::no_timeout;
+    return std::chrono::milliseconds(static_cast<std::int64_t>(seconds * 1000));
+}
+
+/// The configuration, or why the arguments are wrong.
+std::variant<config, std::string> parse_args(std::span<char* const> args) {
+    config cfg;
+    for (std::size_t i = 0; i < args.size(); ++i) {
+        std::string_view name = args[i];
+        if (name == "--help") {
+            cfg.help = true;
+            return cfg;
+        }
+        if (name != "--host" && name != "--port-a" && name != "--port-b" && name != "--timeout")
+            return fmt::format("unknown argument '{}'", name);
+        if (i + 1 == args.size()) return fmt::format("{} needs a value", name);
+        std::string_view value = args[++i];
+        if (name == "--host") {
+            std::error_code ec;
+            cfg.host = asio::ip::make_address(value, ec);
+            if (ec) return fmt::format("--host needs an IP address (got '{}')", value);
+        } else if (name == "--timeout") {
+            auto timeout = parse_seconds(value);
+            if (!timeout) return fmt::format("--timeout needs seconds (got '{}')", value);
+            cfg.timeout = *timeout;
+        } else {
+            auto port = parse_port(value);
+            if (!port) return fmt::format("{} needs a port, 0 to 65535 (got '{}')", name, value);
+            (name == "--port-a" ? cfg.port_a : cfg.port_b) = *port;
+        }
+    }
+    return cfg;
+}
+
+void print_line(const std::string& line) {
+    std::fwrite(line.data(), 1, line.size(), stdout);
+    std::fflush(stdout); // whoever started us waits for these lines
+}
+
+/// The stats in words: two lines.
+std::string describe(const sc::stats& s) {
+    std::string addresses;
+    for (const auto& address : s.remote_addresses)
+        addresses += (addresses.empty() ? "" : ", ") + address;
+    return fmt::format("A -> B: {} bytes, B -> A: {} bytes\n"
+                       "sockets: {}, connections: {} ({} open), auth failures: {}, "
+                       "remote addresses: {}\n",
+                       s.bytes_a_to_b, s.bytes_b_to_a, s.sockets_created, s.connections_total,
+                       s.connections_open, s.auth_failures, addresses.empty() ? "none" : addresses);
+}
+
+/// Makes the connector, says where it listens, waits until it is done and prints its stats.
+/// `connector` is where main's signal handler finds it.
+asio::awaitable<void> relay(config cfg, std::shared_ptr<sc::connector>& connector) {
+    auto ex = co_await asio::this_coro::executor;
+    // A named variable, not a braced temporary in the co_await: g++ 12 destroys that twice.
+    sc::options o{
+        .a = {.endpoint = {cfg.host, cfg.port_a}},
+        .b = {.endpoint = {cfg.host, cfg.port_b}},
+        .verbose = true,
+        .timeout = cfg.timeout,
+    };
+    connector = co_await sc::server_to_server(ex, std::move(o));
+    print_line(fmt::format("A listening on {}\n", sc::to_string(connector->side_a_endpoint())));
+    print_line(fmt::format("B listening on {}\n", sc::to_string(connector->side_b_endpoint())));
+    co_await connector->wait_closed(); // Dart's `await connector.done`
+    auto stats = connector->stats();
+    print_line(describe(stats));
+    print_line(stats.to_json() + "\n");
+}
+
+std::string message_of(std::exception_ptr e) {
+    try {
+        std::rethrow_exception(e);
+    } catch (const std::exception& ex) {
+        return ex.what();
+    } catch (...) {
+        return "unknown error";
+    }
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+    try {
+        std::signal(SIGPIPE, SIG_IGN); // a peer that goes away is an error code, not a kill
+        std::span<char* const> args(argv, static_cast<std::size_t>(argc));
+        auto parsed = parse_args(args.empty() ? args : args.subspan(1));
+        if (auto* why = std::get_if<std::string>(&parsed)) {
+            fmt::print(stderr, "stats_relay: {}\n\n{}", *why, usage);
+            return 2;
+        }
+        auto& cfg = std::get<config>(parsed);
+        if (cfg.help) {
+            fmt::print("{}", usage);
+            return 0;
+        }
+
+        asio::io_context io;
+        std::shared_ptr<sc::connector> connector;
+        std::string error;
+        asio::signal_set signals(io, SIGINT, SIGTERM);
+        signals.async_wait([&](const std::error_code& ec, int) {
+            if (ec) return; // cancelled: the relay is over
+            if (connector)
+                connector->close(); // relay() then prints the stats and returns
+            else
+                io.stop(); // still binding: nothing to close or report yet
+        });
+        asio::co_spawn(io, relay(cfg, connector), [&](std::exception_ptr e) {
+            if (e) error = message_of(e);
+            signals.cancel(); // the last thing keeping io.run() busy
+        });
+        io.run();
+        if (!error.empty()) {
+            fmt::print(stderr, "stats_relay: {}\n", error);
+            return 1;
+        }
+        return 0;
+    } catch (const std::exception& e) {
+        fmt::print(stderr, "stats_relay: {}\n", e.what());
+        return 1;
+    }
+}

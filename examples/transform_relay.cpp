@@ -1,0 +1,370 @@
+// transform_relay: a proxy that rewrites the bytes in each direction with transformers, the C++
+// form of the Dart package's `transformAtoB` / `transformBtoA` (`DataTransformer`). Clients
+// dial side A; for each one the relay dials side B, an echo server. What a client sends is
+// XOR-ed with a key on its way to B (so B sees only scrambled bytes); what B sends back is
+// XOR-ed again, which restores it, and upper-cased a whole line at a time on its way to A.
+// Against an echo server a client therefore gets its own lines back in capitals.
+//
+// Try it, in two terminals (--echo-port starts an echo server inside the program):
+//
+//   transform_relay --echo-port 8000     # A on 0.0.0.0:9000, B dials 127.0.0.1:8000
+//   ncat 127.0.0.1 9000                  # type "hello": "HELLO" comes back
+//
+// or with ncat as the echo server, in three:
+//
+//   ncat -l -k -e /bin/cat 127.0.0.1 8000
+//   transform_relay --b 127.0.0.1:8000
+//   ncat 127.0.0.1 9000                  # type rather than pipe: `ncat -e` hangs up as soon
+//                                        # as its client's stream ends, maybe before cat answers
+//
+// Each client gets fresh transformers: the XOR key starts again from its first byte, and no
+// half line is carried over from another client. Options: --host ADDR (the address A binds,
+// default 0.0.0.0), --port-a N (default 9000; 0 lets the system choose), --b HOST:PORT (the
+// server B dials, default 127.0.0.1:8000), --echo-port N (start an echo server on
+// 127.0.0.1:N and dial it instead; 0 lets the system choose), --key K (the XOR key, default
+// "socket_connector"), --timeout SECS (grace period, default 30; 0 serves until a signal).
+// Exit status: 0 when the connector closes (grace period over, SIGINT, SIGTERM), 1 on a runtime
+// error (address in use), 2 on bad arguments.
+
+#include <algorithm>
+#include <array>
+#include <charconv>
+#include <chrono>
+#include <csignal>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <exception>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include <asio/buffer.hpp>
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/experimental/as_tuple.hpp>
+#include <asio/io_context.hpp>
+#include <asio/ip/address.hpp>
+#include <asio/ip/tcp.hpp>
+#include <asio/signal_set.hpp>
+#include <asio/use_awaitable.hpp>
+#include <asio/write.hpp>
+#include <fmt/format.h>
+
+#include <socket_connector/socket_connector.hpp>
+
+namespace sc = socket_connector;
+using asio::ip::tcp;
+
+namespace {
+
+constexpr std::string_view usage = R"(usage: transform_relay [options]
+
+Relays each client of side A to a new connection to side B (an echo server), XOR-ing the
+bytes A sends with a key, and XOR-ing back and upper-casing, line by line, what B sends.
+
+  --host ADDR       the address side A binds (default 0.0.0.0)
+  --port-a N        side A's port (default 9000; 0 lets the system choose)
+  --b HOST:PORT     the server side B dials (default 127.0.0.1:8000)
+  --echo-port N     start an echo server on 127.0.0.1:N and dial it instead of --b
+  --key K           the XOR key (default socket_connector)
+  --timeout SECS    grace period (default 30); 0 serves until SIGINT or SIGTERM
+  --help            print this help
+
+Prints "A listening on HOST:PORT" once bound (after "echo server listening on ...").
+Exit status: 0 normal close, 1 runtime error, 2 bad arguments.
+)";
+
+// ---- the transformers ---------------------------------------------------------------------
+
+/// XORs each byte with the next byte of a repeating key; applying it twice gives the bytes back.
+///
+/// Stateful: it remembers where in the key the last chunk stopped, so how the stream is cut
+/// into chunks does not matter. It holds nothing back, so `finish` has nothing to add.
+class xor_cipher {
+public:
+    explicit xor_cipher(std::string key)
+        : key_(std::move(key)) {}
+
+    void transform(std::span<const char> in, std::vector<char>& out) {
+        for (char c : in) {
+            out.push_back(static_cast<char>(c ^ key_[position_]));
+            position_ = (position_ + 1) % key_.size();
+        }
+    }
+    void finish(std::vector<char>&) {}
+
+private:
+    std::string key_; // not empty
+    std::size_t position_ = 0;
+};
+
+/// Upper-cases ASCII letters and passes on whole lines only, so the reader gets each line in
+/// one piece.
+///
+/// It holds back the bytes after the last LF until the rest of their line comes, and `finish`
+/// flushes a last line that has no LF. A "line" longer than `max_held` bytes is passed on in
+/// parts, so binary data cannot make it hold unbounded memory.
+class upper_lines {
+public:
+    static constexpr std::size_t max_held = 64 * 1024;
+
+    void transform(std::span<const char> in, std::vector<char>& out) {
+        for (char c : in)
+            held_.push_back(c >= 'a' && c <= 'z' ? static_cast<char>(c - 'a' + 'A') : c);
+        auto last_lf = std::find(held_.rbegin(), held_.rend(), '\n');
+        auto whole = held_.size() > max_held ? held_.size()
+                                             : static_cast<std::size_t>(held_.rend() - last_lf);
+        out.insert(out.end(), held_.begin(), held_.begin() + static_cast<std::ptrdiff_t>(whole));
+        held_.erase(held_.begin(), held_.begin() + static_cast<std::ptrdiff_t>(whole));
+    }
+    void finish(std::vector<char>& out) {
+        out.insert(out.end(), held_.begin(), held_.end());
+        held_.clear();
+    }
+
+private:
+    std::vector<char> held_;
+};
+
+/// Two transformers in a row: the bytes go through `First`, then through `Second`.
+template <sc::transformer First, sc::transformer Second>
+class chain {
+public:
+    chain(First first, Second second)
+        : first_(std::move(first))
+        , second_(std::move(second)) {}
+
+    void transform(std::span<const char> in, std::vector<char>& out) {
+        middle_.clear();
+        first_.transform(in, middle_);
+        second_.transform(middle_, out);
+    }
+    void finish(std::vector<char>& out) {
+        middle_.clear();
+        first_.finish(middle_); // what First held back still goes through Second
+        second_.transform(middle_, out);
+        second_.finish(out);
+    }
+
+private:
+    First first_;
+    Second second_;
+    std::vector<char> middle_;
+};
+
+static_assert(sc::transformer<xor_cipher>);
+static_assert(sc::transformer<upper_lines>);
+static_assert(sc::transformer<chain<xor_cipher, upper_lines>>);
+
+// ---- the echo server (--echo-port) ----------------------------------------------------------
+
+constexpr auto use_tuple = asio::experimental::as_tuple(asio::use_awaitable);
+
+/// Sends back everything it reads; ends its stream when the peer ends its own.
+asio::awaitable<void> echo_session(tcp::socket socket) {
+    std::array<char, 16 * 1024> buffer;
+    for (;;) {
+        auto [read_ec, n] = co_await socket.async_read_some(asio::buffer(buffer), use_tuple);
+        if (n > 0) {
+            auto [write_ec, written] =
+                co_await asio::async_write(socket, asio::buffer(buffer.data(), n), use_tuple);
+            if (write_ec) co_return;
+        }
+        if (read_ec == asio::error::eof) {
+            std::error_code ignored;
+            socket.shutdown(tcp::socket::shutdown_send, ignored);
+        }
+        if (read_ec) co_return;
+    }
+}
+
+/// Accepts until the acceptor is closed, one echo session per connection. Errors come back as
+/// values, so nothing is lost by spawning the sessions detached.
+asio::awaitable<void> echo_server(std::shared_ptr<tcp::acceptor> acceptor) {
+    for (;;) {
+        auto [ec, socket] = co_await acceptor->async_accept(use_tuple);
+        if (ec == asio::error::operation_aborted || !acceptor->is_open()) co_return;
+        if (ec) {
+            fmt::print(stderr, "transform_relay: echo server: {}\n", ec.message());
+            co_return;
+        }
+        asio::co_spawn(acceptor->get_executor(), echo_session(std::move(socket)), asio::detached);
+    }
+}
+
+// ---- the program ----------------------------------------------------------------------------
+
+/// What the command line asks for.
+struct config {
+    asio::ip::address host = asio::ip::address_v4::any();
+    unsigned short port_a = 9000;
+    sc::side_options b{.endpoint = {asio::ip::address_v4::loopback(), 8000}};
+    std::optional<unsigned short> echo_port;
+    std::string key = "socket_connector";
+    std::chrono::milliseconds timeout = std::chrono::seconds(30);
+    bool help = false;
+};
+
+std::optional<unsigned short> parse_port(std::string_view text) {
+    unsigned value = 0;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (text.empty() || ec != std::errc() || end != text.data() + text.size() || value > 65535)
+        return std::nullopt;
+    return static_cast<unsigned short>(value);
+}
+
+/// Seconds, such as 30 or 0.5; 0 means no grace period at all (serve until a signal).
+std::optional<std::chrono::milliseconds> parse_seconds(std::string_view text) {
+    double seconds = 0;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), seconds);
+    if (text.empty() || ec != std::errc() || end != text.data() + text.size() ||
+        !(seconds >= 0 && seconds <= 1e6))
+        return std::nullopt;
+    if (seconds == 0) return sc::no_timeout;
+    return std::chrono::milliseconds(static_cast<std::int64_t>(seconds * 1000));
+}
+
+/// The configuration, or why the arguments are wrong.
+std::variant<config, std::string> parse_args(std::span<char* const> args) {
+    static constexpr std::string_view valued[] = {"--host",      "--port-a", "--b",
+                                                  "--echo-port", "--key",    "--timeout"};
+    config cfg;
+    bool b_given = false;
+    for (std::size_t i = 0; i < args.size(); ++i) {
+        std::string_view name = args[i];
+        if (name == "--help") {
+            cfg.help = true;
+            return cfg;
+        }
+        if (std::find(std::begin(valued), std::end(valued), name) == std::end(valued))
+            return fmt::format("unknown argument '{}'", name);
+        if (i + 1 == args.size()) return fmt::format("{} needs a value", name);
+        std::string_view value = args[++i];
+        if (name == "--host") {
+            std::error_code ec;
+            cfg.host = asio::ip::make_address(value, ec);
+            if (ec) return fmt::format("--host needs an IP address (got '{}')", value);
+        } else if (name == "--b") {
+            std::string why;
+            auto address = sc::parse_address(value, &why);
+            auto side = address ? sc::socket_side_options(*address, &why) : std::nullopt;
+            if (!side) return fmt::format("--b '{}': {}", value, why);
+            cfg.b = std::move(*side);
+            b_given = true;
+        } else if (name == "--key") {
+            if (value.empty()) return "--key needs at least one byte";
+            cfg.key = value;
+        } else if (name == "--timeout") {
+            auto timeout = parse_seconds(value);
+            if (!timeout) return fmt::format("--timeout needs seconds (got '{}')", value);
+            cfg.timeout = *timeout;
+        } else {
+            auto port = parse_port(value);
+            if (!port) return fmt::format("{} needs a port, 0 to 65535 (got '{}')", name, value);
+            if (name == "--port-a")
+                cfg.port_a = *port;
+            else
+                cfg.echo_port = *port;
+        }
+    }
+    if (b_given && cfg.echo_port) return "give --b or --echo-port, not both";
+    return cfg;
+}
+
+void print_line(const std::string& line) {
+    std::fwrite(line.data(), 1, line.size(), stdout);
+    std::fflush(stdout); // whoever started us waits for the "listening" lines
+}
+
+/// Starts the echo server if asked, makes the connector with a transformer on each side, says
+/// where it listens, and waits until it has closed. `connector` is where main's signal handler
+/// finds it.
+asio::awaitable<void> relay(config cfg, std::shared_ptr<sc::connector>& connector) {
+    auto ex = co_await asio::this_coro::executor;
+    sc::side_options b = cfg.b;
+    std::shared_ptr<tcp::acceptor> echo; // shared with echo_server(), which may outlive us
+    if (cfg.echo_port) {
+        tcp::endpoint where{asio::ip::address_v4::loopback(), *cfg.echo_port};
+        echo = std::make_shared<tcp::acceptor>(ex, where);
+        b = sc::side_options{.endpoint = echo->local_endpoint()};
+        asio::co_spawn(ex, echo_server(echo), asio::detached);
+        print_line(
+            fmt::format("echo server listening on {}\n", sc::to_string(echo->local_endpoint())));
+    }
+    // Bytes leaving B: undo A's XOR (with a fresh key position), then upper-case whole lines.
+    b.transform = chain<xor_cipher, upper_lines>(xor_cipher(cfg.key), upper_lines());
+    // A named variable, not a braced temporary in the co_await: g++ 12 destroys that twice.
+    sc::options o{
+        .a = {.endpoint = {cfg.host, cfg.port_a}, .transform = xor_cipher(cfg.key)},
+        .b = std::move(b),
+        .verbose = true,
+        .timeout = cfg.timeout,
+        .multi = true, // one B connection per client of A
+    };
+    connector = co_await sc::server_to_socket(ex, std::move(o));
+    print_line(fmt::format("A listening on {}\n", sc::to_string(connector->side_a_endpoint())));
+    co_await connector->wait_closed();
+    if (echo) echo->close();
+}
+
+std::string message_of(std::exception_ptr e) {
+    try {
+        std::rethrow_exception(e);
+    } catch (const std::exception& ex) {
+        return ex.what();
+    } catch (...) {
+        return "unknown error";
+    }
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+    try {
+        std::signal(SIGPIPE, SIG_IGN); // a peer that goes away is an error code, not a kill
+        std::span<char* const> args(argv, static_cast<std::size_t>(argc));
+        auto parsed = parse_args(args.empty() ? args : args.subspan(1));
+        if (auto* why = std::get_if<std::string>(&parsed)) {
+            fmt::print(stderr, "transform_relay: {}\n\n{}", *why, usage);
+            return 2;
+        }
+        auto& cfg = std::get<config>(parsed);
+        if (cfg.help) {
+            fmt::print("{}", usage);
+            return 0;
+        }
+
+        asio::io_context io;
+        std::shared_ptr<sc::connector> connector;
+        std::string error;
+        asio::signal_set signals(io, SIGINT, SIGTERM);
+        signals.async_wait([&](const std::error_code& ec, int) {
+            if (ec) return; // cancelled: the relay is over
+            if (connector)
+                connector->close(); // relay() then sees it closed and returns
+            else
+                io.stop(); // still starting: nothing to close yet
+        });
+        asio::co_spawn(io, relay(cfg, connector), [&](std::exception_ptr e) {
+            if (e) error = message_of(e);
+            // Also ends echo sessions that a client other than the relay may hold open.
+            io.stop();
+        });
+        io.run();
+        if (!error.empty()) {
+            fmt::print(stderr, "transform_relay: {}\n", error);
+            return 1;
+        }
+        return 0;
+    } catch (const std::exception& e) {
+        fmt::print(stderr, "transform_relay: {}\n", e.what());
+        return 1;
+    }
+}

@@ -1,0 +1,66 @@
+#pragma once
+
+// Helpers for end-to-end tests that start the project's programs (the `socket-connector`
+// command, the example programs) and talk to them over loopback.
+
+#include <chrono>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "support/net.hpp"
+#include "support/process.hpp"
+
+#ifndef SOCKET_CONNECTOR_CLI
+#error "SOCKET_CONNECTOR_CLI must name the socket-connector binary (the examples sit beside it)"
+#endif
+
+namespace test_support {
+
+/// The path of one of the project's programs: they are all built beside `socket-connector`.
+inline std::string program_path(const std::string& name) {
+    return (std::filesystem::path(SOCKET_CONNECTOR_CLI).parent_path() / name).string();
+}
+
+/// Starts program `name` with `args`. Held by pointer: its reader threads keep its address, and
+/// g++ 12 may move objects that live in a coroutine frame.
+inline std::unique_ptr<child_process> start_program(const std::string& name,
+                                                    std::vector<std::string> args) {
+    auto path = program_path(name);
+    INFO("build the program first: " << path);
+    REQUIRE(std::filesystem::exists(path));
+    args.insert(args.begin(), path);
+    return std::make_unique<child_process>(std::move(args));
+}
+
+/// Waits for the program's `SIDE listening on …` line and returns the port.
+inline asio::awaitable<unsigned short> port_of(child_process& process, char side) {
+    bool listening = co_await eventually([&] { return process.listening_port(side) != 0; });
+    INFO("stdout: " << process.out() << "\nstderr: " << process.err());
+    REQUIRE(listening);
+    co_return process.listening_port(side);
+}
+
+/// Waits (bounded) for the program to exit and returns its exit code.
+inline asio::awaitable<int> exit_of(child_process& process,
+                                    std::chrono::milliseconds limit = std::chrono::seconds(10)) {
+    bool exited = co_await eventually([&] { return process.exit_code().has_value(); }, limit);
+    INFO("stdout: " << process.out() << "\nstderr: " << process.err());
+    REQUIRE(exited);
+    co_return *process.exit_code();
+}
+
+/// Sends `out` (then FIN) while reading everything the peer sends until its FIN.
+inline asio::awaitable<std::vector<char>> send_and_receive(tcp::socket& socket,
+                                                           const std::vector<char>& out) {
+    using namespace asio::experimental::awaitable_operators;
+    co_return co_await (send_all(socket, out) && read_to_eof(socket));
+}
+
+/// A listening socket on 127.0.0.1 with a port the OS chose (a target for socket sides).
+inline tcp::acceptor loopback_acceptor(asio::any_io_executor ex) {
+    return tcp::acceptor(ex, {asio::ip::address_v4::loopback(), 0});
+}
+
+} // namespace test_support
