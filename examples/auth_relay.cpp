@@ -60,6 +60,8 @@
 
 #include <socket_connector/socket_connector.hpp>
 
+#include "example_support.hpp"
+
 #include "challenge.hpp"
 
 namespace sc = socket_connector;
@@ -146,24 +148,6 @@ struct config {
     bool help = false;
 };
 
-std::optional<unsigned short> parse_port(std::string_view text) {
-    unsigned value = 0;
-    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-    if (text.empty() || ec != std::errc() || end != text.data() + text.size() || value > 65535)
-        return std::nullopt;
-    return static_cast<unsigned short>(value);
-}
-
-/// Seconds, such as 30 or 0.5, from 0 to a million.
-std::optional<std::chrono::milliseconds> parse_seconds(std::string_view text) {
-    double seconds = 0;
-    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), seconds);
-    if (text.empty() || ec != std::errc() || end != text.data() + text.size() ||
-        !(seconds >= 0 && seconds <= 1e6))
-        return std::nullopt;
-    return std::chrono::milliseconds(static_cast<std::int64_t>(seconds * 1000));
-}
-
 /// The configuration, or why the arguments are wrong.
 std::variant<config, std::string> parse_args(std::span<char* const> args) {
     static constexpr std::string_view valued[] = {
@@ -194,7 +178,7 @@ std::variant<config, std::string> parse_args(std::span<char* const> args) {
             cfg.host = asio::ip::make_address(value, ec);
             if (ec) return fmt::format("--host needs an IP address (got '{}')", value);
         } else if (name == "--timeout" || name == "--auth-timeout") {
-            auto seconds = parse_seconds(value);
+            auto seconds = example::parse_seconds(value);
             if (!seconds) return fmt::format("{} needs seconds (got '{}')", name, value);
             if (name == "--auth-timeout") {
                 if (seconds->count() == 0) return "--auth-timeout must be more than 0";
@@ -203,18 +187,13 @@ std::variant<config, std::string> parse_args(std::span<char* const> args) {
                 cfg.timeout = seconds->count() == 0 ? sc::no_timeout : *seconds;
             }
         } else {
-            auto port = parse_port(value);
+            auto port = sc::parse_port(value);
             if (!port) return fmt::format("{} needs a port, 0 to 65535 (got '{}')", name, value);
             (name == "--port-a" ? cfg.port_a : cfg.port_b) = *port;
         }
     }
     if (!secret_given) return "missing --secret";
     return cfg;
-}
-
-void print_line(const std::string& line) {
-    std::fwrite(line.data(), 1, line.size(), stdout);
-    std::fflush(stdout); // whoever started us waits for the "listening" lines
 }
 
 /// Makes the connector with a verifier on each side, says where it listens, and waits until
@@ -230,19 +209,11 @@ asio::awaitable<void> relay(config cfg, std::shared_ptr<sc::connector>& connecto
         .auth_timeout = cfg.auth_timeout,
     };
     connector = co_await sc::server_to_server(ex, std::move(o));
-    print_line(fmt::format("A listening on {}\n", sc::to_string(connector->side_a_endpoint())));
-    print_line(fmt::format("B listening on {}\n", sc::to_string(connector->side_b_endpoint())));
+    example::print_line(
+        fmt::format("A listening on {}\n", sc::to_string(connector->side_a_endpoint())));
+    example::print_line(
+        fmt::format("B listening on {}\n", sc::to_string(connector->side_b_endpoint())));
     co_await connector->wait_closed();
-}
-
-std::string message_of(std::exception_ptr e) {
-    try {
-        std::rethrow_exception(e);
-    } catch (const std::exception& ex) {
-        return ex.what();
-    } catch (...) {
-        return "unknown error";
-    }
 }
 
 } // namespace
@@ -262,31 +233,11 @@ int main(int argc, char** argv) {
             return 0;
         }
         if (cfg.answer_for) {
-            print_line(challenge::answer(cfg.secret, *cfg.answer_for) + "\n");
+            example::print_line(challenge::answer(cfg.secret, *cfg.answer_for) + "\n");
             return 0;
         }
 
-        asio::io_context io;
-        std::shared_ptr<sc::connector> connector;
-        std::string error;
-        asio::signal_set signals(io, SIGINT, SIGTERM);
-        signals.async_wait([&](const std::error_code& ec, int) {
-            if (ec) return; // cancelled: the relay is over
-            if (connector)
-                connector->close(); // relay() then sees it closed and returns
-            else
-                io.stop(); // still binding: nothing to close yet
-        });
-        asio::co_spawn(io, relay(cfg, connector), [&](std::exception_ptr e) {
-            if (e) error = message_of(e);
-            signals.cancel(); // the last thing keeping io.run() busy
-        });
-        io.run();
-        if (!error.empty()) {
-            fmt::print(stderr, "auth_relay: {}\n", error);
-            return 1;
-        }
-        return 0;
+        return example::run_relay("auth_relay", cfg, relay);
     } catch (const std::exception& e) {
         fmt::print(stderr, "auth_relay: {}\n", e.what());
         return 1;

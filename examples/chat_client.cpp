@@ -92,9 +92,10 @@ std::variant<config, std::string> parse_args(std::span<char* const> args) {
             if (arg.empty()) return "HOST cannot be empty";
             cfg.host = arg;
         } else {
-            std::uint16_t port = 0;
-            if (auto why = sc::detail::port_error(arg, port)) return fmt::format("PORT: {}", why);
-            if (port == 0) return "PORT: port 0 cannot be connected to";
+            std::string why;
+            auto port = sc::parse_port(arg, &why);
+            if (!port) return fmt::format("PORT: {}", why);
+            if (*port == 0) return "PORT: port 0 cannot be connected to";
             cfg.port = arg;
         }
     }

@@ -134,10 +134,10 @@ std::variant<config, std::string> parse_args(std::span<char* const> args) {
             if (ec || value->empty())
                 return fmt::format("--bind needs an IPv4 or IPv6 address (got {})", quoted(*value));
         } else {
-            std::uint16_t port = 0;
-            if (auto why = sc::detail::port_error(*value, port))
-                return fmt::format("--port {}: {}", quoted(*value), why);
-            cfg.port = port;
+            std::string why;
+            auto port = sc::parse_port(*value, &why);
+            if (!port) return fmt::format("--port {}: {}", quoted(*value), why);
+            cfg.port = *port;
         }
     }
     return cfg;

@@ -213,3 +213,15 @@ TEST_CASE("random byte strings never crash or throw the parser", "[address]") {
         }
     }
 }
+
+TEST_CASE("parse_port accepts 0 to 65535 and explains everything else", "[address]") {
+    CHECK(sc::parse_port("0") == std::uint16_t{0});
+    CHECK(sc::parse_port("4567") == std::uint16_t{4567});
+    CHECK(sc::parse_port("65535") == std::uint16_t{65535});
+    for (std::string_view bad : {"", "65536", "-1", "+1", " 1", "1 ", "123456", "0x10", "１"}) {
+        std::string why;
+        INFO("port text: '" << bad << "'");
+        CHECK_FALSE(sc::parse_port(bad, &why));
+        CHECK_FALSE(why.empty());
+    }
+}

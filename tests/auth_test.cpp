@@ -15,26 +15,6 @@ using namespace test_support;
 
 namespace {
 
-/// What a client saw when it read until its peer went away.
-struct ending {
-    std::vector<char> bytes;
-    /// True if the peer closed (end of stream or reset); false on any other error.
-    bool closed = false;
-};
-
-/// Reads until the connector closes the socket (a FIN or a reset both count).
-asio::awaitable<ending> read_until_closed(tcp::socket& socket) {
-    ending result;
-    char buf[4096];
-    for (;;) {
-        auto [ec, n] = co_await socket.async_read_some(asio::buffer(buf), use_tuple);
-        result.bytes.insert(result.bytes.end(), buf, buf + n);
-        if (!ec) continue;
-        result.closed = ec == asio::error::eof || ec == asio::error::connection_reset;
-        co_return result;
-    }
-}
-
 /// Reads one LF-terminated line (without the LF), byte by byte so nothing past it is consumed.
 asio::awaitable<std::string> read_line(tcp::socket& socket) {
     std::string line;
@@ -66,9 +46,9 @@ struct challenge_verifier {
                 sc::auth_result result;
                 result.ok = found->line == expected;
                 if (result.ok)
-                    result.leftover.assign(
-                        received.begin() + static_cast<std::ptrdiff_t>(found->rest),
-                        received.end());
+                    result.leftover.assign(received.begin() +
+                                               static_cast<std::ptrdiff_t>(found->rest),
+                                           received.end());
                 co_return result;
             }
             char buf[512];

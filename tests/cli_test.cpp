@@ -44,8 +44,8 @@ asio::awaitable<void> server_to_socket_multi_proxies() {
     auto ex = co_await asio::this_coro::executor;
     auto target = loopback_acceptor(ex);
     auto cli = start_cli({"server-to-socket", "--a", "127.0.0.1:0", "--b",
-                          fmt::format("localhost:{}", target.local_endpoint().port()),
-                          "--multi", "--timeout", "0"});
+                          fmt::format("localhost:{}", target.local_endpoint().port()), "--multi",
+                          "--timeout", "0"});
     auto port_a = co_await port_of(*cli, 'A');
     for (std::uint64_t round = 0; round < 3; ++round) {
         auto a = co_await connect_to(port_a);
@@ -119,8 +119,8 @@ asio::awaitable<void> auth_token_required() {
 }
 
 asio::awaitable<void> grace_timeout_exits() {
-    auto cli = start_cli({"server-to-server", "--a", "127.0.0.1:0", "--b", "127.0.0.1:0",
-                          "--timeout", "0.3"});
+    auto cli = start_cli(
+        {"server-to-server", "--a", "127.0.0.1:0", "--b", "127.0.0.1:0", "--timeout", "0.3"});
     CHECK(co_await exit_of(*cli) == 0);
 }
 
@@ -260,7 +260,8 @@ TEST_CASE("real ncat clients relay a file through the command byte for byte", "[
     auto in_path = temp_file("in");
     auto out_path = temp_file("out");
     auto data = pattern(61, 3u << 20);
-    std::ofstream(in_path, std::ios::binary).write(data.data(), static_cast<std::streamsize>(data.size()));
+    std::ofstream(in_path, std::ios::binary)
+        .write(data.data(), static_cast<std::streamsize>(data.size()));
     {
         asio::io_context io;
         run(io, ncat_clients(in_path, out_path), 60s);

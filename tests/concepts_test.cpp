@@ -23,7 +23,8 @@ namespace {
 /// A custom model: appends every byte twice.
 struct doubling {
     void transform(std::span<const char> in, std::vector<char>& out) {
-        for (char c : in) out.insert(out.end(), 2, c);
+        for (char c : in)
+            out.insert(out.end(), 2, c);
     }
     void finish(std::vector<char>&) {}
 };

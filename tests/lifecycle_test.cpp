@@ -15,7 +15,9 @@ namespace {
 
 constexpr auto grace = 300ms;
 
-tcp::endpoint loopback(unsigned short port) { return {asio::ip::address_v4::loopback(), port}; }
+tcp::endpoint loopback(unsigned short port) {
+    return {asio::ip::address_v4::loopback(), port};
+}
 
 /// Tries to connect to 127.0.0.1:port; the outcome (refused once nothing listens there).
 asio::awaitable<std::error_code> try_connect(unsigned short port) {
@@ -28,13 +30,7 @@ asio::awaitable<std::error_code> try_connect(unsigned short port) {
 asio::awaitable<bool> sees_eof(tcp::socket& socket) {
     char byte = 0;
     auto [ec, n] = co_await socket.async_read_some(asio::buffer(&byte, 1), use_tuple);
-    co_return ec == asio::error::eof && n == 0;
-}
-
-/// Sends `out` (then FIN) while reading everything the peer sends until its FIN.
-asio::awaitable<std::vector<char>> send_and_receive(tcp::socket& socket,
-                                                   const std::vector<char>& out) {
-    co_return co_await (send_all(socket, out) && read_to_eof(socket));
+    co_return ec == asio::error::eof&& n == 0;
 }
 
 /// A pair that has formed: `a` on side A, `b` on side B, one byte relayed each way.
@@ -368,8 +364,7 @@ TEST_CASE("with no connection the connector closes after the grace timeout", "[l
     run(io, closes_after_grace_without_connection(), 10s);
 }
 
-TEST_CASE("a side still pending at the grace timeout is closed with the connector",
-          "[lifecycle]") {
+TEST_CASE("a side still pending at the grace timeout is closed with the connector", "[lifecycle]") {
     asio::io_context io;
     run(io, pending_side_closed_at_grace(), 10s);
 }

@@ -15,19 +15,14 @@ using namespace asio::experimental::awaitable_operators;
 
 namespace {
 
-/// Sends `out` (then FIN) while reading everything the peer sends until its FIN.
-asio::awaitable<std::vector<char>> send_and_receive(tcp::socket& socket,
-                                                   const std::vector<char>& out) {
-    co_return co_await (send_all(socket, out) && read_to_eof(socket));
-}
-
 /// The lines `capture` holds that contain every one of `parts`.
 std::vector<std::string> lines_with(log_capture& capture, std::vector<std::string_view> parts) {
     std::lock_guard lock(capture.mutex);
     std::vector<std::string> found;
     for (auto& line : capture.lines) {
         bool all = true;
-        for (auto part : parts) all = all && line.find(part) != std::string::npos;
+        for (auto part : parts)
+            all = all && line.find(part) != std::string::npos;
         if (all) found.push_back(line);
     }
     return found;
@@ -74,8 +69,8 @@ asio::awaitable<void> verbose_events(log_capture& capture) {
     CHECK(lines_with(capture, {"info", "accepted", std::to_string(port_a)}).size() == 1);
     CHECK(lines_with(capture, {"info", "accepted", std::to_string(port_b)}).size() == 1);
     // The pair, with both remotes.
-    CHECK(lines_with(capture, {"info", "connection 1", std::to_string(port_a),
-                               std::to_string(port_b)})
+    CHECK(lines_with(capture,
+                     {"info", "connection 1", std::to_string(port_a), std::to_string(port_b)})
               .size() >= 1);
     // Its end, and the connector's.
     CHECK(lines_with(capture, {"info", "connection 1", "closed"}).size() == 1);
@@ -174,7 +169,8 @@ public:
         if (!file_) return text;
         std::rewind(file_);
         char buf[4096];
-        for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, file_)) > 0;) text.append(buf, n);
+        for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, file_)) > 0;)
+            text.append(buf, n);
         return text;
     }
 

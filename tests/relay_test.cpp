@@ -7,11 +7,6 @@ using namespace asio::experimental::awaitable_operators;
 
 namespace {
 
-/// Sends `out` from `socket` (then FIN) while reading everything the peer sends until its FIN.
-asio::awaitable<std::vector<char>> send_and_receive(tcp::socket& socket, const std::vector<char>& out) {
-    co_return co_await (send_all(socket, out) && read_to_eof(socket));
-}
-
 asio::awaitable<void> both_ways_at_once(bool zero_copy) {
     auto ex = co_await asio::this_coro::executor;
     sc::options o = loopback_options();

@@ -13,23 +13,6 @@ using namespace asio::experimental::awaitable_operators;
 
 namespace {
 
-/// Sends `out` (then FIN) while reading everything the peer sends until its FIN.
-asio::awaitable<std::vector<char>> send_and_receive(tcp::socket& socket,
-                                                   const std::vector<char>& out) {
-    co_return co_await (send_all(socket, out) && read_to_eof(socket));
-}
-
-/// Reads until the peer ends the stream (EOF or reset); what arrived before.
-asio::awaitable<std::vector<char>> read_until_closed(tcp::socket& socket) {
-    std::vector<char> data;
-    char buf[4096];
-    for (;;) {
-        auto [ec, n] = co_await socket.async_read_some(asio::buffer(buf), use_tuple);
-        data.insert(data.end(), buf, buf + n);
-        if (ec) co_return data;
-    }
-}
-
 constexpr std::uint64_t missing = ~std::uint64_t{0};
 
 /// The unsigned number stored under `key` in a flat JSON object; `missing` if there is none.
@@ -38,10 +21,12 @@ std::uint64_t json_number(std::string_view json, std::string_view key) {
     auto at = json.find(quoted);
     if (at == std::string_view::npos) return missing;
     at += quoted.size();
-    while (at < json.size() && json[at] == ' ') ++at;
+    while (at < json.size() && json[at] == ' ')
+        ++at;
     if (at >= json.size() || json[at] != ':') return missing;
     ++at;
-    while (at < json.size() && json[at] == ' ') ++at;
+    while (at < json.size() && json[at] == ' ')
+        ++at;
     std::uint64_t value = 0;
     bool any = false;
     while (at < json.size() && json[at] >= '0' && json[at] <= '9') {
@@ -67,7 +52,8 @@ asio::awaitable<void> counts_every_socket() {
         auto bad = co_await connect_to(c->side_a_port());
         co_await send_text(bad, "wrong\n", false);
         auto got = co_await read_until_closed(bad);
-        CHECK(got.empty());
+        CHECK(got.closed);
+        CHECK(got.bytes.empty());
     }
     CHECK(co_await eventually([&] { return c->stats().auth_failures == 1; }));
     CHECK(c->stats().sockets_created == 1);
@@ -75,7 +61,8 @@ asio::awaitable<void> counts_every_socket() {
     {
         auto silent = co_await connect_to(c->side_a_port());
         auto got = co_await read_until_closed(silent);
-        CHECK(got.empty());
+        CHECK(got.closed);
+        CHECK(got.bytes.empty());
     }
     CHECK(co_await eventually([&] { return c->stats().auth_failures == 2; }));
     CHECK(c->stats().sockets_created == 2);

@@ -18,8 +18,8 @@ asio::awaitable<void> one_pair(unsigned short port_a, unsigned short port_b, std
     // its own pattern and checks that what it receives is some peer's pattern, byte for byte.
     auto out_a = pattern(seed, 512u << 10);
     auto out_b = pattern(seed + 1000, 256u << 10);
-    auto [got_b, got_a] = co_await ((send_all(a, out_a) && read_to_eof(b)) &&
-                                    (send_all(b, out_b) && read_to_eof(a)));
+    auto [got_b, got_a] =
+        co_await ((send_all(a, out_a) && read_to_eof(b)) && (send_all(b, out_b) && read_to_eof(a)));
     if (got_b.size() == out_a.size() && got_a.size() == out_b.size()) ok += 1;
 }
 
@@ -59,8 +59,10 @@ TEST_CASE("a connector on a multi-threaded io_context relays many pairs intact",
                        io.stop();
                    });
     std::vector<std::thread> threads;
-    for (int i = 0; i < 4; ++i) threads.emplace_back([&] { io.run_for(60s); });
-    for (auto& t : threads) t.join();
+    for (int i = 0; i < 4; ++i)
+        threads.emplace_back([&] { io.run_for(60s); });
+    for (auto& t : threads)
+        t.join();
     REQUIRE(done);
     if (error) std::rethrow_exception(error);
     CHECK(ok == pairs);

@@ -19,12 +19,15 @@ namespace {
 
 // ---- transformers -------------------------------------------------------------------------------
 
-char upper(char c) { return c >= 'a' && c <= 'z' ? static_cast<char>(c - 'a' + 'A') : c; }
+char upper(char c) {
+    return c >= 'a' && c <= 'z' ? static_cast<char>(c - 'a' + 'A') : c;
+}
 
 /// ASCII letters to upper case; every other byte unchanged.
 struct upper_transformer {
     void transform(std::span<const char> in, std::vector<char>& out) {
-        for (char c : in) out.push_back(upper(c));
+        for (char c : in)
+            out.push_back(upper(c));
     }
     void finish(std::vector<char>&) {}
 };
@@ -32,7 +35,8 @@ struct upper_transformer {
 /// Emits every byte twice: more out than in.
 struct doubling_transformer {
     void transform(std::span<const char> in, std::vector<char>& out) {
-        for (char c : in) out.insert(out.end(), 2, c);
+        for (char c : in)
+            out.insert(out.end(), 2, c);
     }
     void finish(std::vector<char>&) {}
 };
@@ -100,30 +104,15 @@ struct throwing_transformer {
     }
 };
 
-counting_transformer make_counting() { return counting_transformer{}; }
+counting_transformer make_counting() {
+    return counting_transformer{};
+}
 
 // ---- helpers ------------------------------------------------------------------------------------
 
-/// What a client saw when it read until its peer went away.
-struct ending {
-    std::vector<char> bytes;
-    /// True if the peer closed (end of stream or reset); false on any other error.
-    bool closed = false;
-};
-
-asio::awaitable<ending> read_until_closed(tcp::socket& socket) {
-    ending result;
-    char buf[4096];
-    for (;;) {
-        auto [ec, n] = co_await socket.async_read_some(asio::buffer(buf), use_tuple);
-        result.bytes.insert(result.bytes.end(), buf, buf + n);
-        if (!ec) continue;
-        result.closed = ec == asio::error::eof || ec == asio::error::connection_reset;
-        co_return result;
-    }
+std::vector<char> bytes_of(std::string_view s) {
+    return {s.begin(), s.end()};
 }
-
-std::vector<char> bytes_of(std::string_view s) { return {s.begin(), s.end()}; }
 
 /// Connects an A and a B, sends `from_a` from A (then FIN), and returns what B read to its EOF.
 asio::awaitable<std::vector<char>> relay_once(sc::connector& c, const std::vector<char>& from_a) {
@@ -221,7 +210,8 @@ asio::awaitable<void> fewer_bytes_out() {
     auto b = co_await connect_to(c->side_b_port());
     auto data = pattern(24, (1u << 20) + 1);
     std::vector<char> expected;
-    for (std::size_t i = 0; i < data.size(); i += 2) expected.push_back(data[i]);
+    for (std::size_t i = 0; i < data.size(); i += 2)
+        expected.push_back(data[i]);
     co_await send_all(a, data);
     auto got = co_await read_to_eof(b);
     CHECK(got.size() == expected.size());
@@ -323,7 +313,8 @@ void choose_by_id(sc::connection& connection) {
         connection.side_a().transformer = doubling_transformer{};
         connection.side_b().transformer = sc::any_transformer();
         break;
-    default: break;
+    default:
+        break;
     }
 }
 
@@ -428,8 +419,7 @@ asio::awaitable<void> throwing_transform_closes(bool in_finish) {
 
 } // namespace
 
-TEST_CASE("an upper-casing transformer on A rewrites A to B only, byte for byte",
-          "[transformer]") {
+TEST_CASE("an upper-casing transformer on A rewrites A to B only, byte for byte", "[transformer]") {
     asio::io_context io;
     run(io, upper_case_a_to_b(), 60s);
 }

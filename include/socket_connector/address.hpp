@@ -129,6 +129,18 @@ inline const char* name_host_error(std::string_view host) noexcept {
 
 } // namespace detail
 
+/// Reads a decimal port: 0 to 65535, 1 to 5 digits and nothing else. Nothing if it is not one,
+/// with the reason in `*error` when given. Never throws on any input.
+inline std::optional<std::uint16_t> parse_port(std::string_view text,
+                                               std::string* error = nullptr) {
+    std::uint16_t port = 0;
+    if (auto why = detail::port_error(text, port)) {
+        if (error) *error = why;
+        return std::nullopt;
+    }
+    return port;
+}
+
 /// Parses `HOST:PORT`, `:PORT` (all IPv4 interfaces) or `[IPv6]:PORT`; nothing if `text` is not
 /// one of them, with the reason in `*error` when `error` is not null.
 ///

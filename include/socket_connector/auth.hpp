@@ -64,7 +64,10 @@ public:
             if (auto found = find_first_line(received)) {
                 auth_result result;
                 result.ok = constant_time_equal(found->line, token_);
-                if (result.ok) result.leftover.assign(received.begin() + static_cast<std::ptrdiff_t>(found->rest), received.end());
+                if (result.ok)
+                    result.leftover.assign(received.begin() +
+                                               static_cast<std::ptrdiff_t>(found->rest),
+                                           received.end());
                 co_return result;
             }
             if (received.size() > max_line_) co_return auth_result{};

@@ -39,8 +39,8 @@ public:
     any_transformer() = default;
 
     template <transformer T>
-        requires(!std::same_as<std::remove_cvref_t<T>, any_transformer>)
-    any_transformer(T t) // NOLINT: implicit, so a model can be assigned where one is expected
+    requires(!std::same_as<std::remove_cvref_t<T>, any_transformer>)
+        any_transformer(T t) // NOLINT: implicit, so a model can be assigned where one is expected
         : impl_(std::make_unique<model<T>>(std::move(t))) {}
 
     /// True when a transformer is held.
@@ -57,7 +57,8 @@ private:
     };
     template <class T>
     struct model final : base {
-        explicit model(T t) : value(std::move(t)) {}
+        explicit model(T t)
+            : value(std::move(t)) {}
         void transform(std::span<const char> in, std::vector<char>& out) override {
             value.transform(in, out);
         }
@@ -78,15 +79,14 @@ public:
     transformer_factory() = default;
 
     template <transformer T>
-        requires std::copy_constructible<T> &&
-                 (!std::same_as<std::remove_cvref_t<T>, any_transformer>)
-    transformer_factory(T prototype) // NOLINT: implicit by design
+    requires std::copy_constructible<T> &&(!std::same_as<std::remove_cvref_t<T>, any_transformer>)
+        transformer_factory(T prototype) // NOLINT: implicit by design
         : make_([p = std::move(prototype)] { return any_transformer(T(p)); }) {}
 
     template <std::invocable F>
-        requires transformer<std::invoke_result_t<F&>> &&
-                 (!transformer<F>) && (!std::same_as<std::remove_cvref_t<F>, transformer_factory>)
-    transformer_factory(F make) // NOLINT: implicit by design
+    requires transformer<std::invoke_result_t<F&>> &&
+        (!transformer<F>)&&(!std::same_as<std::remove_cvref_t<F>, transformer_factory>)
+            transformer_factory(F make) // NOLINT: implicit by design
         : make_([m = std::move(make)]() mutable { return any_transformer(m()); }) {}
 
     explicit operator bool() const noexcept { return static_cast<bool>(make_); }
@@ -133,8 +133,8 @@ public:
     any_auth_verifier() = default;
 
     template <auth_verifier<Socket> V>
-        requires(!std::same_as<std::remove_cvref_t<V>, any_auth_verifier>)
-    any_auth_verifier(V v) // NOLINT: implicit by design
+    requires(!std::same_as<std::remove_cvref_t<V>, any_auth_verifier>)
+        any_auth_verifier(V v) // NOLINT: implicit by design
         : verify_(std::move(v)) {}
 
     explicit operator bool() const noexcept { return static_cast<bool>(verify_); }

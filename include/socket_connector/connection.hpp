@@ -97,7 +97,8 @@ public:
 
 private:
     asio::awaitable<void> wait_closed_on_strand() {
-        while (!closed_) co_await ended_.wait(strand_);
+        while (!closed_)
+            co_await ended_.wait(strand_);
     }
 
     asio::awaitable<void> run(end_handler on_end) {

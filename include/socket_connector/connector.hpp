@@ -44,7 +44,12 @@ namespace socket_connector {
 
 /// Which of the four shapes a connector has: each side is a server (it accepts) or a socket
 /// (the connector dials out).
-enum class connector_mode { server_to_server, server_to_socket, socket_to_server, socket_to_socket };
+enum class connector_mode {
+    server_to_server,
+    server_to_socket,
+    socket_to_server,
+    socket_to_socket
+};
 
 /// Joins sockets from side A with sockets from side B, pairwise, and relays between them.
 ///
@@ -176,7 +181,8 @@ public:
     /// has asked for yet are kept; past that the oldest are forgotten.
     asio::awaitable<std::shared_ptr<connection_type>> next_connection() {
         auto self = this->shared_from_this();
-        co_return co_await asio::co_spawn(strand_, next_connection_on_strand(), asio::use_awaitable);
+        co_return co_await asio::co_spawn(strand_, next_connection_on_strand(),
+                                          asio::use_awaitable);
     }
     static constexpr std::size_t connection_queue_limit = 64;
 
@@ -184,11 +190,13 @@ private:
     // Member coroutines rather than capturing lambdas: g++ 12 mishandles the captures of a
     // lambda coroutine passed to co_spawn.
     asio::awaitable<void> wait_closed_on_strand() {
-        while (!closed_) co_await changed_.wait(strand_);
+        while (!closed_)
+            co_await changed_.wait(strand_);
     }
 
     asio::awaitable<std::shared_ptr<connection_type>> next_connection_on_strand() {
-        while (formed_.empty() && !closing_) co_await changed_.wait(strand_);
+        while (formed_.empty() && !closing_)
+            co_await changed_.wait(strand_);
         if (formed_.empty()) co_return nullptr;
         auto c = std::move(formed_.front());
         formed_.pop_front();
@@ -233,8 +241,8 @@ private:
                 auto targets_b = co_await resolve('B', opts_.b);
                 std::shared_ptr<side_type> a, b;
                 try {
-                    std::tie(a, b) = co_await (dial('A', targets_a, opts_.a) &&
-                                               dial('B', targets_b, opts_.b));
+                    std::tie(a, b) =
+                        co_await (dial('A', targets_a, opts_.a) && dial('B', targets_b, opts_.b));
                 } catch (const asio::multiple_exceptions& e) {
                     std::rethrow_exception(e.first_exception()); // both failed: report A's
                 }
@@ -266,8 +274,7 @@ private:
 
     /// A side dialed during start-up; null means the dial was cancelled.
     static std::shared_ptr<side_type> dialed(std::shared_ptr<side_type> side) {
-        if (!side)
-            throw std::system_error(asio::error::operation_aborted, "connect cancelled");
+        if (!side) throw std::system_error(asio::error::operation_aborted, "connect cancelled");
         return side;
     }
 
@@ -288,7 +295,8 @@ private:
         if constexpr (requires { typename Protocol::resolver; }) {
             if (!so.host.empty() || !so.port.empty()) {
                 typename Protocol::resolver resolver(strand_);
-                auto flags = passive ? Protocol::resolver::passive : typename Protocol::resolver::flags();
+                auto flags =
+                    passive ? Protocol::resolver::passive : typename Protocol::resolver::flags();
                 // Named, not temporaries: g++ 12 destroys temporaries in a co_await twice.
                 const std::string port = so.port.empty() ? std::string("0") : so.port;
                 auto [ec, results] =
@@ -296,7 +304,8 @@ private:
                 if (ec)
                     throw std::system_error(
                         ec, fmt::format("resolve {} {}:{}", name, so.host, so.port));
-                for (const auto& entry : results) endpoints.push_back(entry.endpoint());
+                for (const auto& entry : results)
+                    endpoints.push_back(entry.endpoint());
                 co_return endpoints;
             }
         }
@@ -314,9 +323,11 @@ private:
                 ec, fmt::format("{} {} to {}", what, name, detail::to_string(endpoint)));
         };
         if (acceptor.open(endpoint.protocol(), ec); ec) throw fail("open");
-        if constexpr (detail::is_tcp<Protocol>) acceptor.set_option(asio::socket_base::reuse_address(true), ec);
+        if constexpr (detail::is_tcp<Protocol>)
+            acceptor.set_option(asio::socket_base::reuse_address(true), ec);
         if (acceptor.bind(endpoint, ec); ec) throw fail("bind");
-        if (acceptor.listen(asio::socket_base::max_listen_connections, ec); ec) throw fail("listen");
+        if (acceptor.listen(asio::socket_base::max_listen_connections, ec); ec)
+            throw fail("listen");
         co_return acceptor;
     }
 
@@ -337,10 +348,9 @@ private:
         // is reported elsewhere.
         if (ec == asio::error::operation_aborted) co_return nullptr;
         if (ec) {
-            std::string target =
-                so.host.empty() && so.port.empty()
-                    ? detail::to_string(targets.front())
-                    : fmt::format("{}:{}", so.host, so.port);
+            std::string target = so.host.empty() && so.port.empty()
+                                     ? detail::to_string(targets.front())
+                                     : fmt::format("{}:{}", so.host, so.port);
             throw std::system_error(ec, fmt::format("connect {} to {}", name, target));
         }
         co_return adopt(name, std::move(socket));
@@ -377,10 +387,14 @@ private:
     /// A side dialed once at start-up: if it goes before the pair forms, nothing can pair.
     bool is_up_front(char name) const {
         switch (mode_) {
-        case connector_mode::server_to_socket: return name == 'B' && !opts_.multi;
-        case connector_mode::socket_to_server: return name == 'A';
-        case connector_mode::socket_to_socket: return true;
-        default: return false;
+        case connector_mode::server_to_socket:
+            return name == 'B' && !opts_.multi;
+        case connector_mode::socket_to_server:
+            return name == 'A';
+        case connector_mode::socket_to_socket:
+            return true;
+        default:
+            return false;
         }
     }
 
@@ -526,7 +540,8 @@ private:
         auto self = this->shared_from_this();
         while (side->state_ == side_state::pending && !side->early_eof_ &&
                side->early_.size() < pending_byte_limit) {
-            auto [ec] = co_await side->socket_.async_wait(socket_type::wait_read, detail::use_tuple);
+            auto [ec] =
+                co_await side->socket_.async_wait(socket_type::wait_read, detail::use_tuple);
             if (side->state_ != side_state::pending) co_return; // paired or closed meanwhile
             if (ec) {
                 drop(side, ec.message());
@@ -619,12 +634,13 @@ private:
         std::weak_ptr<basic_connector> weak = this->shared_from_this();
         c->start([weak](std::shared_ptr<connection_type> done, std::string reason) {
             if (auto self = weak.lock())
-                asio::dispatch(self->strand_, [self, done = std::move(done),
-                                               reason = std::move(reason)] {
-                    self->connection_ended(done, reason);
-                });
+                asio::dispatch(self->strand_,
+                               [self, done = std::move(done), reason = std::move(reason)] {
+                                   self->connection_ended(done, reason);
+                               });
         });
-        if (mode_ != connector_mode::server_to_server && !(mode_ == connector_mode::server_to_socket && opts_.multi))
+        if (mode_ != connector_mode::server_to_server &&
+            !(mode_ == connector_mode::server_to_socket && opts_.multi))
             stop_accepting();
         changed_.notify_all();
     }
@@ -635,10 +651,12 @@ private:
         for (auto* acceptor : {&acceptor_a_, &acceptor_b_})
             if (*acceptor && (*acceptor)->is_open()) (*acceptor)->close(ignored);
         for (auto* queue : {&pending_a_, &pending_b_}) {
-            for (auto& side : *queue) close_side(*side);
+            for (auto& side : *queue)
+                close_side(*side);
             queue->clear();
         }
-        for (auto& side : authenticating_) close_side(*side);
+        for (auto& side : authenticating_)
+            close_side(*side);
         update_counts();
     }
 
@@ -674,8 +692,8 @@ private:
                                    : "no connection within the grace period");
             return;
         }
-        bool can_accept = (acceptor_a_ && acceptor_a_->is_open()) ||
-                          (acceptor_b_ && acceptor_b_->is_open());
+        bool can_accept =
+            (acceptor_a_ && acceptor_a_->is_open()) || (acceptor_b_ && acceptor_b_->is_open());
         if (paired_once_ && !can_accept && pending_a_.empty() && pending_b_.empty() &&
             authenticating_.empty() && dialing_.empty())
             close_now("its only connection has ended");
@@ -690,12 +708,16 @@ private:
         for (auto* acceptor : {&acceptor_a_, &acceptor_b_})
             if (*acceptor) (*acceptor)->close(ignored);
         for (auto* queue : {&pending_a_, &pending_b_}) {
-            for (auto& side : *queue) close_side(*side);
+            for (auto& side : *queue)
+                close_side(*side);
             queue->clear();
         }
-        for (auto& side : authenticating_) close_side(*side);
-        for (auto* socket : dialing_) socket->close(ignored);
-        for (auto& c : live_) c->close();
+        for (auto& side : authenticating_)
+            close_side(*side);
+        for (auto* socket : dialing_)
+            socket->close(ignored);
+        for (auto& c : live_)
+            c->close();
         update_counts();
         changed_.notify_all();
         if (live_.empty()) finish_close();

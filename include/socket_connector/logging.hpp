@@ -17,11 +17,16 @@ enum class log_level { debug, info, warning, error, traffic };
 /// The name of a level as it appears in the default logger's lines.
 inline std::string_view to_string(log_level level) {
     switch (level) {
-    case log_level::debug: return "debug";
-    case log_level::info: return "info";
-    case log_level::warning: return "warning";
-    case log_level::error: return "error";
-    case log_level::traffic: return "traffic";
+    case log_level::debug:
+        return "debug";
+    case log_level::info:
+        return "info";
+    case log_level::warning:
+        return "warning";
+    case log_level::error:
+        return "error";
+    case log_level::traffic:
+        return "traffic";
     }
     return "?";
 }

@@ -17,10 +17,14 @@ enum class side_state { authenticating, pending, joined, closed };
 
 inline std::string_view to_string(side_state state) {
     switch (state) {
-    case side_state::authenticating: return "authenticating";
-    case side_state::pending: return "pending";
-    case side_state::joined: return "joined";
-    case side_state::closed: return "closed";
+    case side_state::authenticating:
+        return "authenticating";
+    case side_state::pending:
+        return "pending";
+    case side_state::joined:
+        return "joined";
+    case side_state::closed:
+        return "closed";
     }
     return "?";
 }

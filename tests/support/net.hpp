@@ -15,6 +15,7 @@
 #include <asio/co_spawn.hpp>
 #include <asio/connect.hpp>
 #include <asio/experimental/as_tuple.hpp>
+#include <asio/experimental/awaitable_operators.hpp>
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
 #include <asio/read.hpp>
@@ -94,7 +95,9 @@ inline asio::awaitable<void> send_text(tcp::socket& socket, std::string_view tex
 }
 
 /// Bytes as a string, for comparing with a literal.
-inline std::string text(const std::vector<char>& bytes) { return {bytes.begin(), bytes.end()}; }
+inline std::string text(const std::vector<char>& bytes) {
+    return {bytes.begin(), bytes.end()};
+}
 
 /// Reads until end of stream (or up to `limit` bytes); a reset throws.
 inline asio::awaitable<std::vector<char>> read_to_eof(tcp::socket& socket,
@@ -106,6 +109,33 @@ inline asio::awaitable<std::vector<char>> read_to_eof(tcp::socket& socket,
         data.insert(data.end(), buf, buf + n);
         if (ec == asio::error::eof || data.size() >= limit) co_return data;
         if (ec) throw std::system_error(ec, "read_to_eof");
+    }
+}
+
+/// Sends `out` (then FIN) while reading everything the peer sends until its FIN.
+inline asio::awaitable<std::vector<char>> send_and_receive(tcp::socket& socket,
+                                                           const std::vector<char>& out) {
+    using namespace asio::experimental::awaitable_operators;
+    co_return co_await (send_all(socket, out) && read_to_eof(socket));
+}
+
+/// What a client saw when it read until its peer went away.
+struct ending {
+    std::vector<char> bytes;
+    /// True if the peer closed (end of stream or reset); false on any other error.
+    bool closed = false;
+};
+
+/// Reads until the peer closes the socket (a FIN or a reset both count as closed).
+inline asio::awaitable<ending> read_until_closed(tcp::socket& socket) {
+    ending result;
+    char buf[4096];
+    for (;;) {
+        auto [ec, n] = co_await socket.async_read_some(asio::buffer(buf), use_tuple);
+        result.bytes.insert(result.bytes.end(), buf, buf + n);
+        if (!ec) continue;
+        result.closed = ec == asio::error::eof || ec == asio::error::connection_reset;
+        co_return result;
     }
 }
 
@@ -153,7 +183,8 @@ struct log_capture {
     std::string all() {
         std::lock_guard lock(mutex);
         std::string text;
-        for (auto& line : lines) text += line + "\n";
+        for (auto& line : lines)
+            text += line + "\n";
         return text;
     }
 };

@@ -32,7 +32,8 @@ public:
             throw std::runtime_error("pipe failed");
         // Everything the child needs is prepared before fork: only async-signal-safe calls after.
         std::vector<char*> argv;
-        for (auto& a : args) argv.push_back(a.data());
+        for (auto& a : args)
+            argv.push_back(a.data());
         argv.push_back(nullptr);
         pid_ = ::fork();
         if (pid_ < 0) throw std::runtime_error("fork failed");

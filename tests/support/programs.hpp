@@ -51,13 +51,6 @@ inline asio::awaitable<int> exit_of(child_process& process,
     co_return *process.exit_code();
 }
 
-/// Sends `out` (then FIN) while reading everything the peer sends until its FIN.
-inline asio::awaitable<std::vector<char>> send_and_receive(tcp::socket& socket,
-                                                           const std::vector<char>& out) {
-    using namespace asio::experimental::awaitable_operators;
-    co_return co_await (send_all(socket, out) && read_to_eof(socket));
-}
-
 /// A listening socket on 127.0.0.1 with a port the OS chose (a target for socket sides).
 inline tcp::acceptor loopback_acceptor(asio::any_io_executor ex) {
     return tcp::acceptor(ex, {asio::ip::address_v4::loopback(), 0});

@@ -16,7 +16,8 @@ class pooled_buffer {
 public:
     static constexpr std::size_t max_cached = 16;
 
-    pooled_buffer() : data_(take()) {}
+    pooled_buffer()
+        : data_(take()) {}
     pooled_buffer(const pooled_buffer&) = delete;
     pooled_buffer& operator=(const pooled_buffer&) = delete;
     ~pooled_buffer() { give_back(std::move(data_)); }

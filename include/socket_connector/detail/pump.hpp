@@ -40,7 +40,8 @@ struct direction {
 template <class Socket>
 asio::awaitable<bool> write_all(Socket& to, std::span<const char> data, direction& dir) {
     if (data.empty()) co_return true;
-    auto [ec, n] = co_await asio::async_write(to, asio::buffer(data.data(), data.size()), use_tuple);
+    auto [ec, n] =
+        co_await asio::async_write(to, asio::buffer(data.data(), data.size()), use_tuple);
     if (ec == asio::error::operation_aborted) co_return false;
     if (ec) throw std::system_error(ec, fmt::format("write to {}", dir.to));
     dir.bytes.fetch_add(n, std::memory_order_relaxed);

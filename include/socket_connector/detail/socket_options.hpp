@@ -13,7 +13,10 @@ using socket_connector::is_tcp;
 /// An endpoint as people write it: `127.0.0.1:9000`, `[::1]:9000`, or a Unix socket's path.
 template <class Endpoint>
 std::string to_string(const Endpoint& endpoint) {
-    if constexpr (requires { endpoint.address(); endpoint.port(); }) {
+    if constexpr (requires {
+                      endpoint.address();
+                      endpoint.port();
+                  }) {
         auto address = endpoint.address();
         if (address.is_v6()) return fmt::format("[{}]:{}", address.to_string(), endpoint.port());
         return fmt::format("{}:{}", address.to_string(), endpoint.port());

@@ -68,7 +68,8 @@ private:
     struct spare_pipes {
         std::vector<fd_pair> pipes;
         ~spare_pipes() {
-            for (auto& p : pipes) close_pair(p);
+            for (auto& p : pipes)
+                close_pair(p);
         }
     };
     static spare_pipes& cache() {
@@ -87,8 +88,8 @@ inline constexpr std::size_t splice_chunk = 64 * 1024;
 /// or traffic log (early bytes first, backpressure, half-close at end of stream, throws on
 /// error, quiet when cancelled).
 template <class Socket>
-asio::awaitable<void> splice_pump(Socket& from, Socket& to, std::vector<char> early,
-                                  bool early_eof, direction& dir) {
+asio::awaitable<void> splice_pump(Socket& from, Socket& to, std::vector<char> early, bool early_eof,
+                                  direction& dir) {
     if (!co_await write_all(to, std::span<const char>(early), dir)) co_return;
     early = {};
     bool maybe_more = false;
@@ -139,7 +140,8 @@ asio::awaitable<void> splice_pump(Socket& from, Socket& to, std::vector<char> ea
                                         fmt::format("write to {}", dir.to));
             in_pipe -= static_cast<std::size_t>(m);
             dir.bytes.fetch_add(static_cast<std::uint64_t>(m), std::memory_order_relaxed);
-            if (dir.total) dir.total->fetch_add(static_cast<std::uint64_t>(m), std::memory_order_relaxed);
+            if (dir.total)
+                dir.total->fetch_add(static_cast<std::uint64_t>(m), std::memory_order_relaxed);
         }
         pipe.set_empty(true);
     }

@@ -16,7 +16,8 @@ namespace socket_connector::detail {
 class strand_event {
 public:
     void notify_all() {
-        for (auto* timer : waiters_) timer->cancel();
+        for (auto* timer : waiters_)
+            timer->cancel();
         waiters_.clear();
     }
 
