@@ -8,10 +8,10 @@
 #include <string>
 #include <utility>
 
+#include <asio/bind_executor.hpp>
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
 #include <asio/dispatch.hpp>
-#include <asio/experimental/awaitable_operators.hpp>
 #include <asio/ip/tcp.hpp>
 #include <asio/strand.hpp>
 #include <asio/use_awaitable.hpp>
@@ -92,7 +92,16 @@ public:
 
     /// Starts relaying; `on_end` is called once when the connection has ended.
     void start(end_handler on_end) {
-        asio::co_spawn(strand_, run(std::move(on_end)), asio::detached);
+        asio::dispatch(strand_, [self = this->shared_from_this(), on_end = std::move(on_end)] {
+            self->on_end_ = std::move(on_end);
+            std::error_code ignored;
+            self->a_->socket_.non_blocking(true, ignored);
+            self->b_->socket_.non_blocking(true, ignored);
+            // Two coroutines and a count, rather than `&&`: an idle pair then holds no
+            // parallel_group, which is most of what it would otherwise cost in memory.
+            self->spawn_direction(*self->a_, *self->b_, self->a_to_b_);
+            self->spawn_direction(*self->b_, *self->a_, self->b_to_a_);
+        });
     }
 
 private:
@@ -101,37 +110,51 @@ private:
             co_await ended_.wait(strand_);
     }
 
-    asio::awaitable<void> run(end_handler on_end) {
-        using namespace asio::experimental::awaitable_operators;
-        auto self = this->shared_from_this();
-        std::string reason = "both sides ended";
-        try {
-            a_->socket_.non_blocking(true);
-            b_->socket_.non_blocking(true);
-            co_await (relay(*a_, *b_, a_to_b_) && relay(*b_, *a_, b_to_a_));
-            if (close_requested_) reason = "closed";
-        } catch (const std::exception& e) {
-            reason = close_requested_ ? std::string("closed") : std::string(e.what());
+    void spawn_direction(side_type& from, side_type& to, detail::direction& dir) {
+        ++running_;
+        asio::co_spawn(
+            strand_, relay(from, to, dir),
+            asio::bind_executor(strand_, [self = this->shared_from_this()](std::exception_ptr e) {
+                self->direction_ended(e);
+            }));
+    }
+
+    /// On the strand, as each direction ends. An error ends the pair at once: closing both
+    /// sockets cancels the other direction, which then returns quietly.
+    void direction_ended(std::exception_ptr e) {
+        if (e && failure_.empty()) {
+            try {
+                std::rethrow_exception(e);
+            } catch (const std::exception& ex) {
+                failure_ = ex.what();
+            } catch (...) {
+                failure_ = "unknown error";
+            }
+            close_sockets();
         }
+        if (--running_ > 0) return;
         close_sockets();
         a_->state_ = side_state::closed;
         b_->state_ = side_state::closed;
         closed_ = true;
         ended_.notify_all();
-        if (on_end) on_end(self, std::move(reason));
+        std::string reason = close_requested_    ? std::string("closed")
+                             : !failure_.empty() ? failure_
+                                                 : std::string("both sides ended");
+        auto on_end = std::move(on_end_);
+        if (on_end) on_end(this->shared_from_this(), std::move(reason));
     }
 
     /// One direction: zero-copy on Linux when nothing needs to see the bytes, else the copy loop.
+    /// Not a coroutine itself, so a direction costs one coroutine frame, not two.
     asio::awaitable<void> relay(side_type& from, side_type& to, detail::direction& dir) {
 #if defined(__linux__)
-        if (context_->zero_copy && !from.transformer && !dir.traffic) {
-            co_await detail::splice_pump(from.socket_, to.socket_, std::move(from.early_),
-                                         from.early_eof_, dir);
-            co_return;
-        }
+        if (context_->zero_copy && !from.transformer && !dir.traffic)
+            return detail::splice_pump(from.socket_, to.socket_, std::move(from.early_),
+                                       from.early_eof_, dir);
 #endif
-        co_await detail::pump(from.socket_, to.socket_, std::move(from.early_), from.early_eof_,
-                              from.transformer, dir);
+        return detail::pump(from.socket_, to.socket_, std::move(from.early_), from.early_eof_,
+                            from.transformer, dir);
     }
 
     void close_sockets() {
@@ -149,6 +172,9 @@ private:
     detail::direction b_to_a_;
     std::atomic<bool> closed_{false};
     bool close_requested_ = false;
+    int running_ = 0;     // directions still relaying
+    std::string failure_; // the first error, which ended the pair
+    end_handler on_end_;
     detail::strand_event ended_;
 };
 
