@@ -14,6 +14,7 @@
 #include <asio/ip/tcp.hpp>
 #include <fmt/format.h>
 
+#include <socket_connector/detail/socket_options.hpp>
 #include <socket_connector/options.hpp>
 
 namespace socket_connector {
@@ -204,9 +205,7 @@ inline std::string to_string(const address& a) {
 /// An endpoint as people write it: `127.0.0.1:9000`, or `[::1]:9000` for IPv6.
 template <class InternetProtocol>
 std::string to_string(const asio::ip::basic_endpoint<InternetProtocol>& endpoint) {
-    auto host = endpoint.address().to_string();
-    if (endpoint.address().is_v6()) return fmt::format("[{}]:{}", host, endpoint.port());
-    return fmt::format("{}:{}", host, endpoint.port());
+    return detail::to_string(endpoint); // the form the connector's messages use too
 }
 
 /// The options of a server side that binds `a`.

@@ -10,7 +10,6 @@
 
 #include <asio/bind_executor.hpp>
 #include <asio/co_spawn.hpp>
-#include <asio/detached.hpp>
 #include <asio/dispatch.hpp>
 #include <asio/ip/tcp.hpp>
 #include <asio/strand.hpp>

@@ -645,7 +645,8 @@ private:
         changed_.notify_all();
     }
 
-    /// Single-pair modes: once the pair has formed, no other side can ever be served.
+    /// Stops the servers and closes every side not yet paired. Single-pair modes do this once
+    /// their pair has formed (no other side can ever be served); closing does it too.
     void stop_accepting() {
         std::error_code ignored;
         for (auto* acceptor : {&acceptor_a_, &acceptor_b_})
@@ -705,15 +706,7 @@ private:
         info("closing: {}", reason);
         std::error_code ignored;
         grace_timer_.cancel();
-        for (auto* acceptor : {&acceptor_a_, &acceptor_b_})
-            if (*acceptor) (*acceptor)->close(ignored);
-        for (auto* queue : {&pending_a_, &pending_b_}) {
-            for (auto& side : *queue)
-                close_side(*side);
-            queue->clear();
-        }
-        for (auto& side : authenticating_)
-            close_side(*side);
+        stop_accepting();
         for (auto* socket : dialing_)
             socket->close(ignored);
         for (auto& c : live_)

@@ -63,6 +63,21 @@ asio::awaitable<bool> deliver(Socket& to, std::span<const char> data, any_transf
     co_return co_await write_all(to, std::span<const char>(out), dir);
 }
 
+/// What one non-blocking read from a relay's source gave.
+enum class read_outcome { data, again, end };
+
+/// Reads what `from` has into `buf` without blocking; `n` is set to the bytes read. `again` when
+/// nothing was there after all (readiness can be spurious); throws on a read error.
+template <class Socket>
+read_outcome read_chunk(Socket& from, pooled_buffer& buf, std::size_t& n, const direction& dir) {
+    std::error_code ec;
+    n = from.read_some(asio::buffer(buf.data(), buf.size()), ec);
+    if (ec == asio::error::would_block || ec == asio::error::try_again) return read_outcome::again;
+    if (ec == asio::error::eof) return read_outcome::end;
+    if (ec) throw std::system_error(ec, fmt::format("read from {}", dir.from));
+    return read_outcome::data;
+}
+
 /// Relays one direction until its source ends, then passes the end of stream on.
 ///
 /// `early` holds bytes that arrived before the pair was joined; they go first, and if
@@ -85,12 +100,11 @@ asio::awaitable<void> pump(Socket& from, Socket& to, std::vector<char> early, bo
             if (wait_ec) throw std::system_error(wait_ec, fmt::format("wait on {}", dir.from));
         }
         pooled_buffer buf; // held only while these bytes are in flight
-        std::error_code read_ec;
-        std::size_t n = from.read_some(asio::buffer(buf.data(), buf.size()), read_ec);
-        maybe_more = !read_ec && n == buf.size();
-        if (read_ec == asio::error::would_block || read_ec == asio::error::try_again) continue;
-        if (read_ec == asio::error::eof) break;
-        if (read_ec) throw std::system_error(read_ec, fmt::format("read from {}", dir.from));
+        std::size_t n = 0;
+        auto got = read_chunk(from, buf, n, dir);
+        maybe_more = got == read_outcome::data && n == buf.size();
+        if (got == read_outcome::again) continue;
+        if (got == read_outcome::end) break;
         if (!co_await deliver(to, std::span<const char>(buf.data(), n), transform, out, dir))
             co_return;
     }

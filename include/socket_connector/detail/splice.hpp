@@ -103,12 +103,11 @@ asio::awaitable<void> splice_pump(Socket& from, Socket& to, std::vector<char> ea
         if (!pipe.valid()) {
             // Out of descriptors for a pipe: move this chunk through user space instead.
             pooled_buffer buf;
-            std::error_code read_ec;
-            std::size_t n = from.read_some(asio::buffer(buf.data(), buf.size()), read_ec);
+            std::size_t n = 0;
+            auto got = read_chunk(from, buf, n, dir);
             maybe_more = false;
-            if (read_ec == asio::error::would_block || read_ec == asio::error::try_again) continue;
-            if (read_ec == asio::error::eof) break;
-            if (read_ec) throw std::system_error(read_ec, fmt::format("read from {}", dir.from));
+            if (got == read_outcome::again) continue;
+            if (got == read_outcome::end) break;
             if (!co_await write_all(to, std::span<const char>(buf.data(), n), dir)) co_return;
             continue;
         }
