@@ -1,6 +1,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstddef>
 #include <functional>
 #include <string>
 
@@ -63,6 +64,14 @@ struct basic_options {
     std::chrono::milliseconds auth_timeout = std::chrono::seconds(5);
     /// How long an outbound connect may take (each attempt, over all resolved addresses).
     std::chrono::milliseconds connect_timeout = std::chrono::seconds(10);
+    /// Each side keeps at most this many sockets that are authenticating or waiting for a
+    /// partner; a new socket past it is closed at once with a logged reason. 0: no limit.
+    std::size_t max_pending = 4096;
+    /// At most this many live connections (pairs); while that many are open, a newly accepted
+    /// socket is closed at once with a logged reason. 0: no limit.
+    std::size_t max_connections = 0;
+    /// A connection that relays no byte either way for this long is closed. `no_timeout`: never.
+    std::chrono::milliseconds idle_timeout = no_timeout;
     /// server_to_socket: make one outbound B connection per accepted A (a proxy). Without it,
     /// one B is connected up front, the first A is paired with it and no more A is accepted.
     bool multi = false;
