@@ -1,0 +1,386 @@
+#pragma once
+
+// The command line of socket-connector (socket_connector_cli.cpp): its usage text, the
+// configuration it asks for, and the parsing and checking of each argument. Pure functions, so
+// tests (tests/cli_args_test.cpp) and the fuzzer (fuzz/fuzz_cli_args.cpp) use them directly.
+
+#include <algorithm>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <iterator>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <variant>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include <socket_connector/address.hpp>
+#include <socket_connector/socket_connector.hpp>
+
+namespace cli {
+
+namespace sc = socket_connector;
+
+inline constexpr std::string_view usage_text =
+    R"(usage: socket-connector MODE --a ADDR --b ADDR [options]
+
+Relays bytes between side A and side B, pairing each A with a B.
+
+MODE: server-to-server | server-to-socket | socket-to-server | socket-to-socket
+  A server side listens; a socket side connects out. server-to-server pairs every A with
+  a B (a rendezvous); the other modes relay one pair, unless --multi is given.
+
+  --a ADDR, --b ADDR       a server side binds HOST:PORT, or :PORT (all IPv4 interfaces);
+                           port 0 lets the system choose. A socket side connects to HOST:PORT
+                           (names are resolved). IPv6 goes in brackets: [::1]:9000
+  --multi                  server-to-socket only: one outbound B connection per accepted A
+  --timeout SECS           grace period (default 30): once it has passed, the connector closes
+                           when no pair is open; 0 serves until SIGINT or SIGTERM
+  --verbose                log connection events to stderr
+  --log-traffic            log relayed bytes to stderr ("A -> B: ..." / "B -> A: ...")
+  --keepalive IDLE,INTERVAL,COUNT
+                           TCP keep-alive: probe after IDLE s of silence, every INTERVAL s,
+                           give up after COUNT probes (default 60,10,5)
+  --no-keepalive           turn TCP keep-alive off
+  --auth-a TOKEN           a server side A must first send the line TOKEN (LF or CRLF);
+  --auth-b TOKEN           what follows is relayed; other peers are dropped
+  --auth-timeout SECS      how long a peer may take to authenticate (default 5)
+  --connect-timeout SECS   how long an outbound connect may take (default 10)
+  --threads N              threads running the relay (default: one per core)
+  --max-pending N          per side, at most N sockets authenticating or waiting for a
+                           partner; more are closed at once (default 4096, 0: no limit)
+  --max-connections N      at most N pairs open at once; while that many are open, newly
+                           accepted sockets are closed at once (default 0: no limit)
+  --idle-timeout SECS      close a pair that relays no byte either way for SECS
+                           (default 0: never)
+  --drain-timeout SECS     on SIGTERM, give open pairs up to SECS to finish before they
+                           are closed (default 0: close them at once)
+  --stats                  print one JSON object of counters on stdout at exit
+  --help                   print this help and exit
+
+Options take their value as `--opt value` or `--opt=value`. SECS may be a decimal (0.5).
+On start, one line per server side is printed on stdout: "A listening on 127.0.0.1:9000".
+Exit status: 0 normal close, 1 runtime error, 2 bad arguments.
+)";
+
+/// The longest SECS accepted: about 11 days; anything longer is a typo.
+inline constexpr double max_seconds = 1'000'000;
+inline constexpr unsigned max_threads = 256;
+inline constexpr std::size_t max_token_length = 1000;
+/// The highest --max-pending and --max-connections (Linux's default cap on descriptors).
+inline constexpr unsigned max_limit = 1'048'576;
+
+/// The default --threads: one per core the system reports, at least 1, at most `max_threads`.
+inline unsigned default_threads() noexcept {
+    return std::clamp(std::thread::hardware_concurrency(), 1u, max_threads);
+}
+
+/// Everything the command line asks for.
+struct config {
+    bool help = false;
+    sc::connector_mode mode = sc::connector_mode::server_to_server;
+    sc::side_options a;
+    sc::side_options b;
+    bool multi = false;
+    bool verbose = false;
+    bool log_traffic = false;
+    bool stats = false;
+    std::chrono::milliseconds timeout = std::chrono::seconds(30);
+    std::chrono::milliseconds auth_timeout = std::chrono::seconds(5);
+    std::chrono::milliseconds connect_timeout = std::chrono::seconds(10);
+    sc::keep_alive keepalive;
+    unsigned threads = default_threads();
+    /// Per side; 0: no limit. See `sc::options::max_pending`.
+    std::size_t max_pending = 4096;
+    /// 0: no limit. See `sc::options::max_connections`.
+    std::size_t max_connections = 0;
+    /// `sc::no_timeout`: pairs may stay idle for ever.
+    std::chrono::milliseconds idle_timeout = sc::no_timeout;
+    /// On SIGTERM, how long open pairs may take to finish before they are closed; 0: at once.
+    std::chrono::milliseconds drain_timeout{0};
+};
+
+inline bool is_server(sc::connector_mode mode, char side) {
+    switch (mode) {
+    case sc::connector_mode::server_to_server:
+        return true;
+    case sc::connector_mode::server_to_socket:
+        return side == 'A';
+    case sc::connector_mode::socket_to_server:
+        return side == 'B';
+    case sc::connector_mode::socket_to_socket:
+        return false;
+    }
+    return false;
+}
+
+inline std::optional<sc::connector_mode> parse_mode(std::string_view text) {
+    if (text == "server-to-server") return sc::connector_mode::server_to_server;
+    if (text == "server-to-socket") return sc::connector_mode::server_to_socket;
+    if (text == "socket-to-server") return sc::connector_mode::socket_to_server;
+    if (text == "socket-to-socket") return sc::connector_mode::socket_to_socket;
+    return std::nullopt;
+}
+
+/// An argument as it can be shown in a message: quoted, non-printable bytes as \xNN, cut short.
+inline std::string quoted(std::string_view text) {
+    std::string out = "\"";
+    for (std::size_t i = 0; i < text.size(); ++i) {
+        if (i == 60) {
+            out += "...";
+            break;
+        }
+        auto c = static_cast<unsigned char>(text[i]);
+        if (c < 0x20 || c >= 0x7f || c == '"' || c == '\\')
+            out += fmt::format("\\x{:02x}", c);
+        else
+            out += static_cast<char>(c);
+    }
+    return out + "\"";
+}
+
+inline bool all_digits(std::string_view text) {
+    return !text.empty() &&
+           std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+/// A whole number from `min` to `max`, digits only (at most 9, so it cannot overflow).
+inline std::optional<unsigned> parse_count(std::string_view text, unsigned min, unsigned max) {
+    if (!all_digits(text) || text.size() > 9) return std::nullopt;
+    unsigned value = 0;
+    for (char c : text)
+        value = value * 10 + static_cast<unsigned>(c - '0');
+    if (value < min || value > max) return std::nullopt;
+    return value;
+}
+
+/// Seconds as `30` or `0.5` (at most millisecond precision), from 0 to `max_seconds`.
+inline std::optional<std::chrono::milliseconds> parse_seconds(std::string_view text) {
+    auto dot = text.find('.');
+    auto whole = text.substr(0, dot);
+    auto fraction = dot == std::string_view::npos ? std::string_view() : text.substr(dot + 1);
+    if (!all_digits(whole) || whole.size() > 7) return std::nullopt;
+    if (dot != std::string_view::npos && (!all_digits(fraction) || fraction.size() > 3))
+        return std::nullopt;
+    std::int64_t ms = 0;
+    for (char c : whole)
+        ms = ms * 10 + (c - '0');
+    ms *= 1000;
+    std::int64_t scale = 100;
+    for (char c : fraction) {
+        ms += (c - '0') * scale;
+        scale /= 10;
+    }
+    if (static_cast<double>(ms) > max_seconds * 1000) return std::nullopt;
+    return std::chrono::milliseconds(ms);
+}
+
+/// `IDLE,INTERVAL,COUNT` in whole seconds and probes, within what Linux accepts.
+inline std::optional<sc::keep_alive> parse_keep_alive(std::string_view text) {
+    std::vector<std::string_view> parts;
+    for (;;) {
+        auto comma = text.find(',');
+        parts.push_back(text.substr(0, comma));
+        if (comma == std::string_view::npos) break;
+        text.remove_prefix(comma + 1);
+    }
+    if (parts.size() != 3) return std::nullopt;
+    auto idle = parse_count(parts[0], 1, 32767);
+    auto interval = parse_count(parts[1], 1, 32767);
+    auto count = parse_count(parts[2], 1, 127);
+    if (!idle || !interval || !count) return std::nullopt;
+    sc::keep_alive k;
+    k.idle = std::chrono::seconds(*idle);
+    k.interval = std::chrono::seconds(*interval);
+    k.count = static_cast<int>(*count);
+    return k;
+}
+
+/// What `parse_args` returns: the configuration, or why the arguments are wrong.
+using parse_result = std::variant<config, std::string>;
+
+/// Reads the arguments after the program's name. Any strings are valid input (a null pointer
+/// counts as empty); the message names the first problem, with the argument quoted by `quoted`.
+inline parse_result parse_args(std::span<char* const> args) {
+    config cfg;
+    std::optional<std::string_view> mode_text;
+    std::optional<std::string_view> a_text;
+    std::optional<std::string_view> b_text;
+    std::optional<std::string_view> auth_a;
+    std::optional<std::string_view> auth_b;
+    std::vector<std::string> seen;
+    bool keepalive_given = false;
+
+    for (std::size_t i = 0; i < args.size(); ++i) {
+        std::string_view arg = args[i] ? args[i] : "";
+        if (!arg.starts_with("--")) {
+            if (mode_text) return fmt::format("unexpected argument {}", quoted(arg));
+            mode_text = arg;
+            continue;
+        }
+        std::string name(arg.substr(0, arg.find('=')));
+        std::optional<std::string_view> inline_value;
+        if (auto eq = arg.find('='); eq != std::string_view::npos)
+            inline_value = arg.substr(eq + 1);
+
+        static constexpr std::string_view flags[] = {"--help",        "--multi",        "--verbose",
+                                                     "--log-traffic", "--no-keepalive", "--stats"};
+        static constexpr std::string_view valued[] = {"--a",
+                                                      "--b",
+                                                      "--timeout",
+                                                      "--keepalive",
+                                                      "--auth-a",
+                                                      "--auth-b",
+                                                      "--threads",
+                                                      "--auth-timeout",
+                                                      "--connect-timeout",
+                                                      "--max-pending",
+                                                      "--max-connections",
+                                                      "--idle-timeout",
+                                                      "--drain-timeout"};
+        bool is_flag = std::find(std::begin(flags), std::end(flags), name) != std::end(flags);
+        bool has_value = std::find(std::begin(valued), std::end(valued), name) != std::end(valued);
+        if (!is_flag && !has_value) return fmt::format("unknown option {}", quoted(name));
+        if (std::find(seen.begin(), seen.end(), name) != seen.end())
+            return fmt::format("{} is given more than once", name);
+        seen.push_back(name);
+
+        if (is_flag) {
+            if (inline_value) return fmt::format("{} takes no value", name);
+            if (name == "--help") {
+                cfg.help = true;
+                return cfg;
+            }
+            if (name == "--multi") cfg.multi = true;
+            if (name == "--verbose") cfg.verbose = true;
+            if (name == "--log-traffic") cfg.log_traffic = true;
+            if (name == "--stats") cfg.stats = true;
+            if (name == "--no-keepalive") {
+                if (keepalive_given) return "--keepalive and --no-keepalive exclude each other";
+                keepalive_given = true;
+                cfg.keepalive = sc::keep_alive::disabled();
+            }
+            continue;
+        }
+
+        std::string_view value;
+        if (inline_value) {
+            value = *inline_value;
+        } else {
+            if (i + 1 >= args.size() || !args[i + 1]) return fmt::format("{} needs a value", name);
+            value = args[++i];
+        }
+        if (name == "--a") {
+            a_text = value;
+        } else if (name == "--b") {
+            b_text = value;
+        } else if (name == "--auth-a" || name == "--auth-b") {
+            if (value.empty()) return fmt::format("{} needs a non-empty token", name);
+            if (value.size() > max_token_length)
+                return fmt::format("{}: the token is longer than {} bytes", name, max_token_length);
+            if (value.find_first_of("\r\n") != std::string_view::npos)
+                return fmt::format("{}: the token cannot contain a line break", name);
+            (name == "--auth-a" ? auth_a : auth_b) = value;
+        } else if (name == "--threads") {
+            auto n = parse_count(value, 1, max_threads);
+            if (!n)
+                return fmt::format("--threads needs a whole number from 1 to {} (got {})",
+                                   max_threads, quoted(value));
+            cfg.threads = *n;
+        } else if (name == "--max-pending" || name == "--max-connections") {
+            auto n = parse_count(value, 0, max_limit);
+            if (!n)
+                return fmt::format("{} needs a whole number from 0 (no limit) to {} (got {})", name,
+                                   max_limit, quoted(value));
+            (name == "--max-pending" ? cfg.max_pending : cfg.max_connections) = *n;
+        } else if (name == "--keepalive") {
+            if (keepalive_given) return "--keepalive and --no-keepalive exclude each other";
+            keepalive_given = true;
+            auto k = parse_keep_alive(value);
+            if (!k)
+                return fmt::format("--keepalive needs IDLE,INTERVAL,COUNT: seconds from 1 to "
+                                   "32767, and a count from 1 to 127 (got {})",
+                                   quoted(value));
+            cfg.keepalive = *k;
+        } else {
+            auto secs = parse_seconds(value);
+            if (!secs)
+                return fmt::format("{} needs seconds from 0 to {:.0f} with at most 3 decimals, "
+                                   "like 30 or 0.5 (got {})",
+                                   name, max_seconds, quoted(value));
+            if (name == "--timeout") {
+                cfg.timeout = secs->count() == 0 ? sc::no_timeout : *secs;
+            } else if (name == "--idle-timeout") {
+                cfg.idle_timeout = secs->count() == 0 ? sc::no_timeout : *secs;
+            } else if (name == "--drain-timeout") {
+                cfg.drain_timeout = *secs;
+            } else {
+                if (secs->count() == 0) return fmt::format("{} must be more than 0", name);
+                (name == "--auth-timeout" ? cfg.auth_timeout : cfg.connect_timeout) = *secs;
+            }
+        }
+    }
+
+    if (!mode_text) return "missing MODE";
+    auto mode = parse_mode(*mode_text);
+    if (!mode) return fmt::format("unknown MODE {}", quoted(*mode_text));
+    cfg.mode = *mode;
+    if (cfg.multi && cfg.mode != sc::connector_mode::server_to_socket)
+        return "--multi applies only to server-to-socket";
+
+    struct side_args {
+        char name;
+        std::optional<std::string_view> text;
+        std::optional<std::string_view> token;
+        sc::side_options& options;
+    };
+    for (side_args side :
+         {side_args{'A', a_text, auth_a, cfg.a}, side_args{'B', b_text, auth_b, cfg.b}}) {
+        char lower = side.name == 'A' ? 'a' : 'b';
+        if (!side.text) return fmt::format("missing --{} ADDR", lower);
+        std::string why;
+        auto parsed = sc::parse_address(*side.text, &why);
+        if (!parsed) return fmt::format("--{} {}: {}", lower, quoted(*side.text), why);
+        bool server = is_server(cfg.mode, side.name);
+        if (server) {
+            side.options = sc::server_side_options(*parsed);
+        } else {
+            auto options = sc::socket_side_options(*parsed, &why);
+            if (!options) return fmt::format("--{} {}: {}", lower, quoted(*side.text), why);
+            side.options = std::move(*options);
+        }
+        if (side.token) {
+            // The library authenticates the sides it accepts, not the ones it dials.
+            if (!server)
+                return fmt::format("--auth-{} needs side {} to be a server", lower, side.name);
+            side.options.auth = sc::token_verifier(std::string(*side.token));
+        }
+        side.options.keepalive = cfg.keepalive;
+    }
+    return cfg;
+}
+
+/// The connector options `cfg` asks for (everything but the mode, the threads, the stats and
+/// the drain timeout, which the program itself handles).
+inline sc::options make_options(const config& cfg) {
+    sc::options o;
+    o.a = cfg.a;
+    o.b = cfg.b;
+    o.verbose = cfg.verbose;
+    o.log_traffic = cfg.log_traffic;
+    o.timeout = cfg.timeout;
+    o.auth_timeout = cfg.auth_timeout;
+    o.connect_timeout = cfg.connect_timeout;
+    o.max_pending = cfg.max_pending;
+    o.max_connections = cfg.max_connections;
+    o.idle_timeout = cfg.idle_timeout;
+    o.multi = cfg.multi;
+    return o;
+}
+
+} // namespace cli

@@ -1,0 +1,205 @@
+// The command line of socket-connector (examples/cli_args.hpp): defaults, each flag's value and
+// the message for each bad value, without starting the program (tests/cli_test.cpp runs it).
+#include "../examples/cli_args.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <string>
+#include <thread>
+#include <variant>
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+namespace sc = socket_connector;
+using namespace std::chrono_literals;
+
+namespace {
+
+/// Parses `words` as the arguments after the program's name.
+cli::parse_result parse(std::vector<std::string> words) {
+    std::vector<char*> argv;
+    for (auto& word : words)
+        argv.push_back(word.data());
+    return cli::parse_args(argv);
+}
+
+/// The arguments every test needs, then `more`.
+std::vector<std::string> with(std::vector<std::string> more) {
+    std::vector<std::string> words = {"server-to-server", "--a", ":0", "--b", ":0"};
+    words.insert(words.end(), more.begin(), more.end());
+    return words;
+}
+
+/// Parses `words`, requiring success.
+cli::config accepted(std::vector<std::string> words) {
+    auto result = parse(std::move(words));
+    if (auto* why = std::get_if<std::string>(&result)) FAIL("rejected: " << *why);
+    return std::get<cli::config>(result);
+}
+
+/// Parses `words`, requiring failure; the message.
+std::string rejected(std::vector<std::string> words) {
+    auto result = parse(std::move(words));
+    REQUIRE(std::holds_alternative<std::string>(result));
+    return std::get<std::string>(result);
+}
+
+} // namespace
+
+TEST_CASE("the command line defaults match the library's options", "[cli_args]") {
+    auto cfg = accepted(with({}));
+    sc::options library;
+    CHECK(cfg.max_pending == 4096);
+    CHECK(cfg.max_pending == library.max_pending);
+    CHECK(cfg.max_connections == 0);
+    CHECK(cfg.max_connections == library.max_connections);
+    CHECK(cfg.idle_timeout == sc::no_timeout);
+    CHECK(cfg.idle_timeout == library.idle_timeout);
+    CHECK(cfg.drain_timeout == 0ms);
+    CHECK(cfg.timeout == 30s);
+    CHECK(cfg.auth_timeout == 5s);
+    CHECK(cfg.connect_timeout == 10s);
+    CHECK_FALSE(cfg.help);
+    CHECK_FALSE(cfg.multi);
+    CHECK_FALSE(cfg.stats);
+}
+
+TEST_CASE("--threads defaults to one per core, at least 1", "[cli_args]") {
+    auto cfg = accepted(with({}));
+    unsigned cores = std::thread::hardware_concurrency();
+    CHECK(cfg.threads == std::clamp(cores, 1u, cli::max_threads));
+    CHECK(cfg.threads >= 1);
+    CHECK(accepted(with({"--threads", "1"})).threads == 1);
+    CHECK(accepted(with({"--threads=256"})).threads == 256);
+    CHECK(rejected(with({"--threads", "0"})) ==
+          R"(--threads needs a whole number from 1 to 256 (got "0"))");
+    CHECK(rejected(with({"--threads", "257"})) ==
+          R"(--threads needs a whole number from 1 to 256 (got "257"))");
+}
+
+TEST_CASE("--max-pending and --max-connections take 0 (no limit) to 1048576", "[cli_args]") {
+    auto cfg = accepted(with({"--max-pending", "10", "--max-connections=5"}));
+    CHECK(cfg.max_pending == 10);
+    CHECK(cfg.max_connections == 5);
+    auto options = cli::make_options(cfg);
+    CHECK(options.max_pending == 10);
+    CHECK(options.max_connections == 5);
+
+    auto none = accepted(with({"--max-pending=0", "--max-connections", "0"}));
+    CHECK(none.max_pending == 0);
+    CHECK(none.max_connections == 0);
+    auto most = accepted(with({"--max-pending=1048576", "--max-connections", "001048576"}));
+    CHECK(most.max_pending == 1048576);
+    CHECK(most.max_connections == 1048576);
+
+    CHECK(rejected(with({"--max-pending", "1048577"})) ==
+          R"(--max-pending needs a whole number from 0 (no limit) to 1048576 (got "1048577"))");
+    CHECK(rejected(with({"--max-connections=-1"})) ==
+          R"(--max-connections needs a whole number from 0 (no limit) to 1048576 (got "-1"))");
+    CHECK(rejected(with({"--max-pending", "99999999999999999999"})) ==
+          "--max-pending needs a whole number from 0 (no limit) to 1048576 "
+          R"((got "99999999999999999999"))");
+    CHECK(rejected(with({"--max-connections", ""})) ==
+          R"(--max-connections needs a whole number from 0 (no limit) to 1048576 (got ""))");
+    CHECK(rejected(with({"--max-pending"})) == "--max-pending needs a value");
+    CHECK(rejected(with({"--max-pending", "1", "--max-pending", "2"})) ==
+          "--max-pending is given more than once");
+}
+
+TEST_CASE("--idle-timeout takes seconds; 0 means never", "[cli_args]") {
+    auto cfg = accepted(with({"--idle-timeout", "2.5"}));
+    CHECK(cfg.idle_timeout == 2500ms);
+    CHECK(cli::make_options(cfg).idle_timeout == 2500ms);
+    CHECK(accepted(with({"--idle-timeout=0"})).idle_timeout == sc::no_timeout);
+    CHECK(accepted(with({"--idle-timeout=0.001"})).idle_timeout == 1ms);
+    CHECK(rejected(with({"--idle-timeout", "-1"})) ==
+          "--idle-timeout needs seconds from 0 to 1000000 with at most 3 decimals, like 30 or "
+          R"(0.5 (got "-1"))");
+    CHECK(rejected(with({"--idle-timeout", "1000000.001"})) ==
+          "--idle-timeout needs seconds from 0 to 1000000 with at most 3 decimals, like 30 or "
+          R"(0.5 (got "1000000.001"))");
+}
+
+TEST_CASE("--drain-timeout takes seconds, 0 included, and stays out of the options", "[cli_args]") {
+    auto cfg = accepted(with({"--drain-timeout", "0.25"}));
+    CHECK(cfg.drain_timeout == 250ms);
+    CHECK(accepted(with({"--drain-timeout=0"})).drain_timeout == 0ms);
+    CHECK(accepted(with({"--drain-timeout=1000000"})).drain_timeout == 1'000'000s);
+    CHECK(rejected(with({"--drain-timeout", "1.2345"})) ==
+          "--drain-timeout needs seconds from 0 to 1000000 with at most 3 decimals, like 30 or "
+          R"(0.5 (got "1.2345"))");
+    CHECK(rejected(with({"--drain-timeout=1e3"})) ==
+          "--drain-timeout needs seconds from 0 to 1000000 with at most 3 decimals, like 30 or "
+          R"(0.5 (got "1e3"))");
+}
+
+TEST_CASE("make_options carries every connector option of the command line", "[cli_args]") {
+    auto cfg = accepted({"server-to-socket",  "--a",     "127.0.0.1:0",    "--b",
+                         "127.0.0.1:9",       "--multi", "--verbose",      "--log-traffic",
+                         "--timeout",         "0",       "--auth-timeout", "1",
+                         "--connect-timeout", "2",       "--max-pending",  "3",
+                         "--max-connections", "4",       "--idle-timeout", "5",
+                         "--auth-a",          "s3cret"});
+    CHECK(cfg.mode == sc::connector_mode::server_to_socket);
+    auto o = cli::make_options(cfg);
+    CHECK(o.multi);
+    CHECK(o.verbose);
+    CHECK(o.log_traffic);
+    CHECK(o.timeout == sc::no_timeout);
+    CHECK(o.auth_timeout == 1s);
+    CHECK(o.connect_timeout == 2s);
+    CHECK(o.max_pending == 3);
+    CHECK(o.max_connections == 4);
+    CHECK(o.idle_timeout == 5s);
+    CHECK(o.a.endpoint.port() == 0);
+    CHECK(o.a.auth);
+    CHECK_FALSE(o.b.auth);
+    CHECK(o.b.endpoint.port() == 9);
+}
+
+TEST_CASE("the usage text lists every option the parser knows", "[cli_args]") {
+    for (const char* flag :
+         {"--a ADDR", "--b ADDR", "--multi", "--timeout SECS", "--verbose", "--log-traffic",
+          "--keepalive IDLE,INTERVAL,COUNT", "--no-keepalive", "--auth-a TOKEN", "--auth-b TOKEN",
+          "--auth-timeout SECS", "--connect-timeout SECS", "--threads N", "--max-pending N",
+          "--max-connections N", "--idle-timeout SECS", "--drain-timeout SECS", "--stats",
+          "--help"}) {
+        INFO(flag);
+        CHECK(cli::usage_text.find(flag) != std::string_view::npos);
+    }
+    CHECK(cli::usage_text.find("default: one per core") != std::string_view::npos);
+}
+
+TEST_CASE("counts, seconds and keep-alive values are read strictly", "[cli_args]") {
+    CHECK(cli::parse_count("0", 0, 5) == 0u);
+    CHECK(cli::parse_count("005", 0, 5) == 5u);
+    CHECK(cli::parse_count("999999999", 0, 1'000'000'000) == 999'999'999u);
+    CHECK_FALSE(cli::parse_count("1000000000", 0, 4'000'000'000u)); // 10 digits
+    CHECK_FALSE(cli::parse_count("6", 0, 5));
+    CHECK_FALSE(cli::parse_count("+1", 0, 5));
+    CHECK_FALSE(cli::parse_count(" 1", 0, 5));
+
+    CHECK(cli::parse_seconds("0.5") == 500ms);
+    CHECK(cli::parse_seconds("30") == 30s);
+    CHECK_FALSE(cli::parse_seconds("1."));
+    CHECK_FALSE(cli::parse_seconds(""));
+    CHECK_FALSE(cli::parse_seconds(".5"));
+    CHECK_FALSE(cli::parse_seconds("1.2.3"));
+
+    auto k = cli::parse_keep_alive("60,10,5");
+    REQUIRE(k);
+    CHECK(k->idle == 60s);
+    CHECK(k->interval == 10s);
+    CHECK(k->count == 5);
+    CHECK_FALSE(cli::parse_keep_alive("60,10"));
+    CHECK_FALSE(cli::parse_keep_alive("60,10,128"));
+    CHECK_FALSE(cli::parse_keep_alive("0,10,5"));
+}
+
+TEST_CASE("messages quote arguments with control bytes escaped and long ones cut", "[cli_args]") {
+    CHECK(rejected({"bad\x1b[2Jmode", "--a", ":0", "--b", ":0"}) ==
+          R"(unknown MODE "bad\x1b[2Jmode")");
+    auto message = rejected(with({"--" + std::string(100, 'x')}));
+    CHECK(message == "unknown option \"--" + std::string(58, 'x') + "...\"");
+}
