@@ -508,3 +508,57 @@ TEST_CASE("find_first_line finds the first LF and strips one CR", "[auth]") {
     REQUIRE(inner_cr);
     CHECK(inner_cr->line == "a\rb");
 }
+
+TEST_CASE("check_token_line accepts the token's line, rejects others, and waits for the LF",
+          "[auth]") {
+    using sc::detail::check_token_line;
+    using sc::detail::token_check;
+    auto check = [](std::string_view received, std::string_view token, std::size_t max_line) {
+        return check_token_line(std::span<const char>(received.data(), received.size()), token,
+                                max_line);
+    };
+
+    auto lf = check("s3cret\nhello", "s3cret", 1024);
+    CHECK(lf.outcome == token_check::accepted);
+    CHECK(lf.rest == 7);
+    auto crlf = check("s3cret\r\n", "s3cret", 1024);
+    CHECK(crlf.outcome == token_check::accepted);
+    CHECK(crlf.rest == 8);
+    CHECK(check("\n", "", 1024).outcome == token_check::accepted);
+
+    CHECK(check("s3cre\n", "s3cret", 1024).outcome == token_check::rejected);
+    CHECK(check("s3cret\r\r\n", "s3cret", 1024).outcome == token_check::rejected);
+    CHECK(check("s3cretx\ns3cret\n", "s3cret", 1024).outcome == token_check::rejected);
+    CHECK(check("s3cret\n", "s3cret", 1024).rest == 7);
+    CHECK(check("s3cre\n", "s3cret", 1024).rest == 0);
+
+    CHECK(check("", "s3cret", 1024).outcome == token_check::need_more);
+    CHECK(check("s3cret\r", "s3cret", 1024).outcome == token_check::need_more);
+    // No LF within max_line bytes: rejected, however the line would have gone on.
+    CHECK(check(std::string(1024, 'x'), "s3cret", 1024).outcome == token_check::need_more);
+    CHECK(check(std::string(1025, 'x'), "s3cret", 1024).outcome == token_check::rejected);
+    // A max_line shorter than the token still leaves room for the token, its CR and its LF.
+    CHECK(check("s3cret\r", "s3cret", 2).outcome == token_check::need_more);
+    CHECK(check("s3cret\r\n", "s3cret", 2).outcome == token_check::accepted);
+    CHECK(check("s3cret\r\r", "s3cret", 2).outcome == token_check::need_more);
+    CHECK(check("s3cret\r\rx", "s3cret", 2).outcome == token_check::rejected);
+}
+
+TEST_CASE("check_token_line never changes a decision as bytes arrive", "[auth]") {
+    const std::string token = "tok";
+    const std::vector<std::string> streams = {
+        "tok\nleft", "tok\r\nleft",     "to\nk\n",
+        "tokk\n",    "xxxxxxxx\ntok\n", std::string("t\0k\n", 4),
+        "tok"};
+    for (const auto& stream : streams) {
+        INFO("stream: " << stream);
+        auto whole = sc::detail::check_token_line(stream, token, 4);
+        for (std::size_t k = 0; k <= stream.size(); ++k) {
+            auto part =
+                sc::detail::check_token_line(std::span<const char>(stream.data(), k), token, 4);
+            if (part.outcome == sc::detail::token_check::need_more) continue;
+            CHECK(part.outcome == whole.outcome);
+            CHECK(part.rest == whole.rest);
+        }
+    }
+}

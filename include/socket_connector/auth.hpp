@@ -46,13 +46,57 @@ inline std::optional<first_line> find_first_line(std::span<const char> bytes) no
     return first_line{line, length + 1};
 }
 
+namespace detail {
+
+/// What `check_token_line` decided about the bytes a side has sent so far.
+enum class token_check {
+    need_more, ///< no LF yet, and not too many bytes for one: read more
+    accepted,  ///< the first line is the token; the leftover starts at `rest`
+    rejected,  ///< the first line is something else, or it is too long to be the token
+};
+
+/// The outcome of `check_token_line`.
+struct token_line_result {
+    token_check outcome = token_check::need_more;
+    /// When accepted: where the bytes after the token's LF start in `received`; else 0.
+    std::size_t rest = 0;
+};
+
+/// Decides whether the first line of `received` (the bytes a side has sent so far) is `token`:
+/// the token's handshake, without I/O, so it can be tested and fuzzed on its own.
+///
+/// The first line ends at the first LF, and one CR just before it is dropped. It is accepted
+/// when it equals `token` (compared in constant time, see `constant_time_equal`); any other
+/// line is rejected, and so is a `received` of more than `max(max_line, token.size() + 2)`
+/// bytes with no LF yet (it cannot become the token). Otherwise more bytes are needed. Any
+/// bytes are valid input, NUL included. A decision never changes as bytes are appended to
+/// `received`: the caller may stop reading as soon as it is made.
+inline token_line_result check_token_line(std::span<const char> received, std::string_view token,
+                                          std::size_t max_line) noexcept {
+    if (auto found = find_first_line(received)) {
+        if (constant_time_equal(found->line, token)) return {token_check::accepted, found->rest};
+        return {token_check::rejected, 0};
+    }
+    // token.size() + 2 leaves room for the CR and the LF, so a line that might still turn
+    // out to be the token is never cut off.
+    if (received.size() > std::max(max_line, token.size() + 2)) return {token_check::rejected, 0};
+    return {};
+}
+
+} // namespace detail
+
 /// An auth verifier for a shared secret: the side's first line must be the token.
 ///
 /// The side sends `TOKEN\n` (a trailing CR is ignored); bytes after the LF are the leftover,
 /// relayed once the side is paired. A line longer than `max_line` bytes, an end of stream before
 /// the LF, or a different token fails. The token is compared in constant time and never logged.
+/// The handshake holds at most `max(max_line, token.size() + 2) + read_chunk` bytes, whatever the
+/// peer sends (see `detail::check_token_line`).
 class token_verifier {
 public:
+    /// How many bytes one read may add to the handshake buffer.
+    static constexpr std::size_t read_chunk = 4096;
+
     explicit token_verifier(std::string token, std::size_t max_line = 1024)
         : token_(std::move(token))
         , max_line_(std::max(max_line, token_.size() + 2)) {}
@@ -61,18 +105,19 @@ public:
     asio::awaitable<auth_result> operator()(Socket& socket) const {
         std::vector<char> received;
         for (;;) {
-            if (auto found = find_first_line(received)) {
+            auto check = detail::check_token_line(received, token_, max_line_);
+            if (check.outcome == detail::token_check::rejected) co_return auth_result{};
+            if (check.outcome == detail::token_check::accepted) {
                 auth_result result;
-                result.ok = constant_time_equal(found->line, token_);
-                if (result.ok)
-                    result.leftover.assign(received.begin() +
-                                               static_cast<std::ptrdiff_t>(found->rest),
-                                           received.end());
+                result.ok = true;
+                result.leftover.assign(received.begin() + static_cast<std::ptrdiff_t>(check.rest),
+                                       received.end());
                 co_return result;
             }
-            if (received.size() > max_line_) co_return auth_result{};
+            // Still at most max_line_ bytes (else rejected), so the buffer stays below
+            // max_line_ + read_chunk whatever the peer sends.
             auto old = received.size();
-            received.resize(old + 4096);
+            received.resize(old + read_chunk);
             auto n = co_await socket.async_read_some(
                 asio::buffer(received.data() + old, received.size() - old), asio::use_awaitable);
             received.resize(old + n);
