@@ -23,15 +23,15 @@ inline std::string program_path(const std::string& name) {
     return (std::filesystem::path(SOCKET_CONNECTOR_CLI).parent_path() / name).string();
 }
 
-/// Starts program `name` with `args`. Held by pointer: its reader threads keep its address, and
-/// g++ 12 may move objects that live in a coroutine frame.
-inline std::unique_ptr<child_process> start_program(const std::string& name,
-                                                    std::vector<std::string> args) {
+/// Starts program `name` with `args` (and `limits`). Held by pointer: its reader threads keep its
+/// address, and g++ 12 may move objects that live in a coroutine frame.
+inline std::unique_ptr<child_process>
+start_program(const std::string& name, std::vector<std::string> args, child_limits limits = {}) {
     auto path = program_path(name);
     INFO("build the program first: " << path);
     REQUIRE(std::filesystem::exists(path));
     args.insert(args.begin(), path);
-    return std::make_unique<child_process>(std::move(args));
+    return std::make_unique<child_process>(std::move(args), "/dev/null", limits);
 }
 
 /// Waits for the program's `SIDE listening on …` line and returns the port.
