@@ -114,14 +114,21 @@ void check_pure(std::string_view stream, std::string_view token, std::size_t max
 
     auto whole = sc::detail::check_token_line(bytes, token, max_line);
     FUZZ_CHECK(whole == reference_check(stream, token, max_line));
-    // Every prefix: undecided, or already the final decision. (Quadratic: short streams only.)
-    if (stream.size() <= 1024) {
-        for (std::size_t k = 0; k <= stream.size(); ++k) {
-            auto part = sc::detail::check_token_line(bytes.first(k), token, max_line);
-            FUZZ_CHECK(part.outcome == token_check::need_more || part == whole);
-            FUZZ_CHECK(part.outcome != token_check::need_more || part.rest == 0);
-        }
-    }
+    // A prefix is undecided or already has the final decision. Checked for every short prefix
+    // and around where a decision can fall (the first LF, the size limit), not for all: that
+    // would be quadratic.
+    auto check_prefix = [&](std::size_t k) {
+        if (k > stream.size()) return;
+        auto part = sc::detail::check_token_line(bytes.first(k), token, max_line);
+        FUZZ_CHECK(part.outcome == token_check::need_more || part == whole);
+        FUZZ_CHECK(part.outcome != token_check::need_more || part.rest == 0);
+    };
+    for (std::size_t k = 0; k <= std::min<std::size_t>(stream.size(), 64); ++k)
+        check_prefix(k);
+    auto lf = std::min(stream.find('\n'), stream.size());
+    auto limit = std::max(max_line, token.size() + 2);
+    for (std::size_t k : {lf, lf + 1, limit, limit + 1, limit + 2, stream.size()})
+        check_prefix(k);
 }
 
 void check_verifier(asio::io_context& io, std::string_view stream, std::string_view token,
