@@ -98,7 +98,7 @@ private:
         sc::options o = make_options(cfg_);
         auto c = co_await sc::connector::create(cfg_.mode, ex, std::move(o));
         connector_ = c;
-        if (signalled_) c->close(); // the signal came while starting up
+        if (signalled_) c->drain(cfg_.drain_timeout); // the signal came while starting up
         if (is_server(cfg_.mode, 'A'))
             print_stdout(fmt::format("A listening on {}\n", sc::to_string(c->side_a_endpoint())));
         if (is_server(cfg_.mode, 'B'))
@@ -138,7 +138,9 @@ private:
         signalled_ = true;
         signals_.async_wait([this](const std::error_code& next, int) { on_signal(next); });
         if (connector_) {
-            connector_->close(); // run() prints the stats and finishes once it has closed
+            // Stop accepting; live pairs may finish for up to --drain-timeout (0: close now).
+            // run() prints the stats and finishes once the connector has closed.
+            connector_->drain(cfg_.drain_timeout);
         } else {
             io_.stop(); // still starting up (resolving or connecting): nothing to report
         }

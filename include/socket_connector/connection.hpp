@@ -1,23 +1,31 @@
 #pragma once
 
+#include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <exception>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
+#include <system_error>
 #include <utility>
 
 #include <asio/bind_executor.hpp>
+#include <asio/buffer.hpp>
 #include <asio/co_spawn.hpp>
 #include <asio/dispatch.hpp>
 #include <asio/ip/tcp.hpp>
+#include <asio/post.hpp>
+#include <asio/steady_timer.hpp>
 #include <asio/strand.hpp>
 #include <asio/use_awaitable.hpp>
+#include <asio/write.hpp>
 #include <fmt/format.h>
 
+#include <socket_connector/detail/lane.hpp>
 #include <socket_connector/detail/pump.hpp>
-#include <socket_connector/detail/splice.hpp>
 #include <socket_connector/detail/strand_event.hpp>
 #include <socket_connector/logging.hpp>
 #include <socket_connector/side.hpp>
@@ -31,16 +39,25 @@ struct relay_context {
     bool verbose = false;
     bool log_traffic = false;
     bool zero_copy = true;
+    /// A connection with no byte relayed either way for this long is closed; zero: never.
+    std::chrono::milliseconds idle_timeout{0};
     std::atomic<std::uint64_t> bytes_a_to_b{0};
     std::atomic<std::uint64_t> bytes_b_to_a{0};
 };
 } // namespace detail
 
-/// A joined pair of sides relaying to each other, one coroutine per direction.
+/// A joined pair of sides relaying to each other.
 ///
 /// It ends when both directions have ended (each end of stream passed on as a half-close), or at
-/// once when either side fails (reset, write error) or `close()` is called; then both sockets are
-/// closed. Everything it does runs on its own strand.
+/// once when either side fails (reset, write error), it has been idle for the connector's
+/// `idle_timeout`, or `close()` is called; then both sockets are closed. Everything it does
+/// runs on its own strand.
+///
+/// A direction with no transformer and no traffic log (the common case) is driven by completion
+/// handlers: while idle it is one pending readiness wait and holds no buffer, pipe or coroutine
+/// frame. On Linux it moves bytes with splice(2) (`zero_copy`); a thread that does so has
+/// SIGPIPE blocked, since splice(2) cannot be told MSG_NOSIGNAL. A direction that has a
+/// transformer or a traffic log runs the copy loop as a coroutine.
 template <class Protocol, class Executor>
 class basic_connection : public std::enable_shared_from_this<basic_connection<Protocol, Executor>> {
 public:
@@ -78,6 +95,7 @@ public:
     /// Closes both sockets now, dropping what is in flight. Safe from any thread.
     void close() {
         asio::dispatch(strand_, [self = this->shared_from_this()] {
+            if (self->closed_) return;
             self->close_requested_ = true;
             self->close_sockets();
         });
@@ -92,47 +110,210 @@ public:
     /// Starts relaying; `on_end` is called once when the connection has ended.
     void start(end_handler on_end) {
         asio::dispatch(strand_, [self = this->shared_from_this(), on_end = std::move(on_end)] {
-            self->on_end_ = std::move(on_end);
-            std::error_code ignored;
-            self->a_->socket_.non_blocking(true, ignored);
-            self->b_->socket_.non_blocking(true, ignored);
-            // Two coroutines and a count, rather than `&&`: an idle pair then holds no
-            // parallel_group, which is most of what it would otherwise cost in memory.
-            self->spawn_direction(*self->a_, *self->b_, self->a_to_b_);
-            self->spawn_direction(*self->b_, *self->a_, self->b_to_a_);
+            self->begin(std::move(on_end));
         });
     }
 
 private:
+    /// Most chunks one direction moves before it lets other work on its thread run.
+    static constexpr int chunks_per_turn = 16;
+
     asio::awaitable<void> wait_closed_on_strand() {
         while (!closed_)
             co_await ended_.wait(strand_);
     }
 
-    void spawn_direction(side_type& from, side_type& to, detail::direction& dir) {
-        ++running_;
-        asio::co_spawn(
-            strand_, relay(from, to, dir),
-            asio::bind_executor(strand_, [self = this->shared_from_this()](std::exception_ptr e) {
-                self->direction_ended(e);
+    side_type& source(int way) noexcept { return way == 0 ? *a_ : *b_; }
+    side_type& sink(int way) noexcept { return way == 0 ? *b_ : *a_; }
+    detail::direction& dir(int way) noexcept { return way == 0 ? a_to_b_ : b_to_a_; }
+
+    using self_ptr = std::shared_ptr<basic_connection>;
+
+    template <class F>
+    auto on_strand(F f) {
+        return asio::bind_executor(strand_, std::move(f));
+    }
+
+    void begin(end_handler on_end) {
+        on_end_ = std::move(on_end); // the connector made both sockets non-blocking
+        const auto now = std::chrono::steady_clock::now();
+        a_to_b_.last_active = b_to_a_.last_active = now;
+        if (context_->idle_timeout.count() > 0) {
+            idle_timer_.emplace(strand_);
+            arm_idle_timer(now + context_->idle_timeout);
+        }
+        running_ = 2;
+        start_direction(0, this->shared_from_this());
+        start_direction(1, this->shared_from_this());
+    }
+
+    // Each direction owns one reference to the connection, held by whichever of its handlers is
+    // pending and moved (never copied) from one handler to the next: no reference-count
+    // traffic on the hot path, and a handler destroyed unrun (its io_context gone) lets go.
+
+    void start_direction(int way, self_ptr self) {
+        auto& from = source(way);
+        auto& to = sink(way);
+        auto& d = dir(way);
+        if (from.transformer || d.traffic) {
+            asio::co_spawn(strand_,
+                           detail::pump(from.socket_, to.socket_, std::move(from.early_),
+                                        from.early_eof_, from.transformer, d),
+                           on_strand([self = std::move(self), way](std::exception_ptr e) mutable {
+                               auto& me = *self;
+                               me.direction_ended(way, describe(e), std::move(self));
+                           }));
+            return;
+        }
+        zero_copy_[way] = context_->zero_copy;
+        if (from.early_.empty()) {
+            from.early_ = {}; // and its capacity
+            return after_early(way, std::move(self));
+        }
+        asio::async_write(
+            to.socket_, asio::buffer(from.early_),
+            on_strand([self = std::move(self), way](std::error_code ec, std::size_t n) mutable {
+                auto& me = *self;
+                me.counted(way, n);
+                me.source(way).early_ = {};
+                if (ec == asio::error::operation_aborted || me.stopping_)
+                    return me.direction_ended(way, {}, std::move(self));
+                if (ec)
+                    return me.direction_ended(way, me.failure("write to", way, ec),
+                                              std::move(self));
+                me.after_early(way, std::move(self));
             }));
     }
 
-    /// On the strand, as each direction ends. An error ends the pair at once: closing both
-    /// sockets cancels the other direction, which then returns quietly.
-    void direction_ended(std::exception_ptr e) {
-        if (e && failure_.empty()) {
-            try {
-                std::rethrow_exception(e);
-            } catch (const std::exception& ex) {
-                failure_ = ex.what();
-            } catch (...) {
-                failure_ = "unknown error";
+    void after_early(int way, self_ptr self) {
+        if (source(way).early_eof_) return end_of_stream(way, std::move(self));
+        advance(way, std::move(self));
+    }
+
+    /// Moves chunks from source to sink until one of them would block, then waits for
+    /// readiness with nothing held (source) or with the chunk held (sink: backpressure).
+    void advance(int way, self_ptr self) {
+        using socket_type = typename side_type::socket_type;
+        auto& bytes = lanes_[way];
+        for (int chunk = 0; chunk < chunks_per_turn; ++chunk) {
+            if (stopping_) {
+                bytes.release();
+                return direction_ended(way, {}, std::move(self));
             }
+            std::error_code ec;
+            if (bytes.holding()) {
+                std::size_t written = 0;
+                auto step = bytes.flush(sink(way).socket_, written, ec);
+                counted(way, written);
+                if (step == detail::lane_step::again) {
+                    sink(way).socket_.async_wait(
+                        socket_type::wait_write,
+                        on_strand([self = std::move(self), way](std::error_code e) mutable {
+                            auto& me = *self;
+                            me.ready(way, e, "write to", std::move(self));
+                        }));
+                    return;
+                }
+                if (step == detail::lane_step::failed) {
+                    bytes.release();
+                    return direction_ended(way, failure("write to", way, ec), std::move(self));
+                }
+            }
+            auto step = bytes.fill(source(way).socket_, zero_copy_[way], ec);
+            if (step == detail::lane_step::again) {
+                source(way).socket_.async_wait(
+                    socket_type::wait_read,
+                    on_strand([self = std::move(self), way](std::error_code e) mutable {
+                        auto& me = *self;
+                        me.ready(way, e, "read from", std::move(self));
+                    }));
+                return;
+            }
+            if (step == detail::lane_step::end) return end_of_stream(way, std::move(self));
+            if (step == detail::lane_step::failed)
+                return direction_ended(way, failure("read from", way, ec), std::move(self));
+            dir(way).last_active = std::chrono::steady_clock::now();
+        }
+        // A long burst: let the other work on this thread have a turn, then carry on.
+        asio::post(on_strand([self = std::move(self), way]() mutable {
+            auto& me = *self;
+            me.advance(way, std::move(self));
+        }));
+    }
+
+    /// A readiness wait of a direction has completed.
+    void ready(int way, std::error_code ec, const char* what, self_ptr self) {
+        if (ec == asio::error::operation_aborted || stopping_) {
+            lanes_[way].release();
+            return direction_ended(way, {}, std::move(self));
+        }
+        if (ec) {
+            lanes_[way].release();
+            return direction_ended(way, failure(what, way, ec), std::move(self));
+        }
+        advance(way, std::move(self));
+    }
+
+    /// The source ended its stream: pass the end on as a half-close; the other way goes on.
+    void end_of_stream(int way, self_ptr self) {
+        // When the other way has ended too, both sockets are closed next, which sends the FIN.
+        std::error_code ignored;
+        if (running_ > 1)
+            sink(way).socket_.shutdown(side_type::socket_type::shutdown_send, ignored);
+        direction_ended(way, {}, std::move(self));
+    }
+
+    void counted(int way, std::size_t n) {
+        if (n == 0) return;
+        auto& d = dir(way);
+        d.bytes.fetch_add(n, std::memory_order_relaxed);
+        if (d.total) d.total->fetch_add(n, std::memory_order_relaxed);
+        d.last_active = std::chrono::steady_clock::now();
+    }
+
+    std::string failure(const char* what, int way, std::error_code ec) {
+        char name = what[0] == 'w' ? dir(way).to : dir(way).from;
+        return fmt::format("{} {}: {}", what, name, ec.message());
+    }
+
+    static std::string describe(std::exception_ptr e) {
+        if (!e) return {};
+        try {
+            std::rethrow_exception(e);
+        } catch (const std::exception& ex) {
+            return ex.what();
+        } catch (...) {
+            return "unknown error";
+        }
+    }
+
+    void arm_idle_timer(std::chrono::steady_clock::time_point at) {
+        idle_timer_->expires_at(at);
+        idle_timer_->async_wait(on_strand(
+            [self = this->shared_from_this()](std::error_code ec) { self->idle_check(ec); }));
+    }
+
+    void idle_check(std::error_code ec) {
+        if (ec || stopping_) return;
+        auto last = std::max(a_to_b_.last_active, b_to_a_.last_active);
+        auto deadline = last + context_->idle_timeout;
+        if (std::chrono::steady_clock::now() < deadline) return arm_idle_timer(deadline);
+        if (failure_.empty())
+            failure_ = fmt::format("idle for {} ms", context_->idle_timeout.count());
+        close_sockets();
+    }
+
+    /// On the strand, as each direction ends; `why` is empty for a clean end. An error ends
+    /// the pair at once: closing both sockets cancels the other direction, which then ends
+    /// quietly. `self` is the ending direction's reference, alive until this returns.
+    void direction_ended(int, std::string why, self_ptr self) {
+        if (!why.empty() && failure_.empty()) {
+            failure_ = std::move(why);
             close_sockets();
         }
         if (--running_ > 0) return;
         close_sockets();
+        if (idle_timer_) idle_timer_->cancel();
         a_->state_ = side_state::closed;
         b_->state_ = side_state::closed;
         closed_ = true;
@@ -141,22 +322,11 @@ private:
                              : !failure_.empty() ? failure_
                                                  : std::string("both sides ended");
         auto on_end = std::move(on_end_);
-        if (on_end) on_end(this->shared_from_this(), std::move(reason));
-    }
-
-    /// One direction: zero-copy on Linux when nothing needs to see the bytes, else the copy loop.
-    /// Not a coroutine itself, so a direction costs one coroutine frame, not two.
-    asio::awaitable<void> relay(side_type& from, side_type& to, detail::direction& dir) {
-#if defined(__linux__)
-        if (context_->zero_copy && !from.transformer && !dir.traffic)
-            return detail::splice_pump(from.socket_, to.socket_, std::move(from.early_),
-                                       from.early_eof_, dir);
-#endif
-        return detail::pump(from.socket_, to.socket_, std::move(from.early_), from.early_eof_,
-                            from.transformer, dir);
+        if (on_end) on_end(std::move(self), std::move(reason));
     }
 
     void close_sockets() {
+        stopping_ = true;
         std::error_code ignored;
         a_->socket_.close(ignored);
         b_->socket_.close(ignored);
@@ -169,11 +339,15 @@ private:
     std::shared_ptr<detail::relay_context> context_;
     detail::direction a_to_b_;
     detail::direction b_to_a_;
+    detail::lane lanes_[2];
+    bool zero_copy_[2] = {false, false};
     std::atomic<bool> closed_{false};
     bool close_requested_ = false;
-    int running_ = 0;     // directions still relaying
-    std::string failure_; // the first error, which ended the pair
+    bool stopping_ = false; // the sockets have been closed by us
+    int running_ = 0;       // directions still relaying
+    std::string failure_;   // the first error, which ended the pair
     end_handler on_end_;
+    std::optional<asio::steady_timer> idle_timer_;
     detail::strand_event ended_;
 };
 

@@ -76,6 +76,8 @@ public:
     /// Sides that arrive before the pair forms keep at most this many bytes each; past it the
     /// connector stops reading them (backpressure) until they are paired.
     static constexpr std::size_t pending_byte_limit = 64 * 1024;
+    /// `stats().remote_addresses` keeps at most this many distinct addresses.
+    static constexpr std::size_t stats_address_limit = 1024;
 
     /// Binds A and B and pairs every authenticated A with an authenticated B (a rendezvous).
     static asio::awaitable<pointer> server_to_server(Executor ex, options_type opts) {
@@ -120,11 +122,14 @@ public:
         , strand_(asio::make_strand(ex))
         , opts_(std::move(opts))
         , context_(std::make_shared<detail::relay_context>())
-        , grace_timer_(strand_) {
+        , grace_timer_(strand_)
+        , drain_timer_(strand_) {
         context_->log = opts_.logger ? opts_.logger : stderr_logger();
         context_->verbose = opts_.verbose;
         context_->log_traffic = opts_.log_traffic;
         context_->zero_copy = opts_.zero_copy;
+        if (opts_.idle_timeout != no_timeout && opts_.idle_timeout.count() > 0)
+            context_->idle_timeout = opts_.idle_timeout;
     }
 
     basic_connector(const basic_connector&) = delete;
@@ -158,6 +163,7 @@ public:
         s.sockets_created = sockets_created_;
         s.connections_total = connections_total_;
         s.auth_failures = auth_failures_;
+        s.sockets_refused = sockets_refused_;
         s.remote_addresses = remote_addresses_;
         return s;
     }
@@ -167,6 +173,24 @@ public:
     void close() {
         asio::dispatch(strand_, [self = this->shared_from_this()] {
             self->close_now("closed by the application");
+        });
+    }
+
+    /// Stops accepting (the servers close, pending sides are closed) and lets the live
+    /// connections finish on their own for up to `limit`; then closes what is left. Closes at
+    /// once when nothing is live. Safe from any thread; `wait_closed()` tells when it is done.
+    void drain(std::chrono::milliseconds limit) {
+        asio::dispatch(strand_, [self = this->shared_from_this(), limit] {
+            if (self->closing_ || self->draining_) return;
+            if (limit.count() <= 0 || self->live_.empty())
+                return self->close_now("draining: closed at once");
+            self->draining_ = true;
+            self->info("draining: {} connection(s) may finish within {} ms", self->live_.size(),
+                       limit.count());
+            self->stop_accepting();
+            self->grace_timer_.cancel();
+            self->drain_timer_.expires_after(limit);
+            self->spawn(self->drain_deadline());
         });
     }
 
@@ -341,8 +365,9 @@ private:
         auto outcome = co_await (asio::async_connect(socket, targets, detail::use_tuple) ||
                                  timer.async_wait(detail::use_tuple));
         dialing_.erase(&socket);
-        std::error_code ec = outcome.index() == 0 ? std::get<0>(std::get<0>(outcome))
-                                                  : std::error_code(asio::error::timed_out);
+        std::error_code ec = asio::error::timed_out;
+        endpoint_type remote{};
+        if (outcome.index() == 0) std::tie(ec, remote) = std::get<0>(outcome);
         if (!ec && closing_) ec = asio::error::operation_aborted;
         // Cancelled (the connector is closing, or the other dial of a pair failed): the cause
         // is reported elsewhere.
@@ -353,30 +378,29 @@ private:
                                      : fmt::format("{}:{}", so.host, so.port);
             throw std::system_error(ec, fmt::format("connect {} to {}", name, target));
         }
-        co_return adopt(name, std::move(socket));
+        co_return adopt(name, std::move(socket), remote);
     }
 
     // ---- sides ------------------------------------------------------------------------------
 
-    /// Sets the socket options on a new socket, counts it and wraps it in a side.
-    std::shared_ptr<side_type> adopt(char name, socket_type socket) {
-        std::error_code ec;
-        auto remote = socket.remote_endpoint(ec);
-        std::string peer = ec ? std::string("?") : detail::to_string(remote);
+    /// Sets the socket options on a new socket (accepted from, or connected to, `remote`),
+    /// counts it and wraps it in a side.
+    std::shared_ptr<side_type> adopt(char name, socket_type socket, const endpoint_type& remote) {
+        std::string peer = detail::to_string(remote);
         {
             std::lock_guard lock(stats_mutex_);
             ++sockets_created_;
-            if (!ec) {
+            if (remote_addresses_.size() < stats_address_limit) {
                 auto address = detail::address_of(remote);
-                if (std::find(remote_addresses_.begin(), remote_addresses_.end(), address) ==
-                    remote_addresses_.end())
+                if (seen_addresses_.insert(address).second)
                     remote_addresses_.push_back(std::move(address));
             }
         }
+        std::error_code ec;
         socket.non_blocking(true, ec);
         set_no_delay(socket, ec);
         if (ec) log(log_level::warning, "{}: TCP_NODELAY on {}: {}", name, peer, ec.message());
-        set_keep_alive(socket, side_opts(name).keepalive, ec);
+        set_keep_alive(socket, side_opts(name).keepalive, ec, true);
         if (ec) log(log_level::warning, "{}: keep-alive on {}: {}", name, peer, ec.message());
         auto side = std::make_shared<side_type>(name, std::move(socket), std::move(peer));
         side->transformer = side_opts(name).transform();
@@ -404,12 +428,16 @@ private:
     std::deque<std::shared_ptr<side_type>>& queue_of(char name) {
         return name == 'A' ? pending_a_ : pending_b_;
     }
+    const std::deque<std::shared_ptr<side_type>>& queue_of(char name) const {
+        return name == 'A' ? pending_a_ : pending_b_;
+    }
 
     asio::awaitable<void> accept_loop(char name) {
         auto self = this->shared_from_this();
         auto& acceptor = *acceptor_of(name);
+        endpoint_type peer;
         for (;;) {
-            auto [ec, socket] = co_await acceptor.async_accept(detail::use_tuple);
+            auto [ec, socket] = co_await acceptor.async_accept(peer, detail::use_tuple);
             if (closing_ || !acceptor.is_open() || ec == asio::error::operation_aborted) co_return;
             if (ec) {
                 log(log_level::warning, "{}: accept: {}", name, ec.message());
@@ -422,8 +450,46 @@ private:
                 }
                 continue;
             }
-            spawn(admit(adopt(name, std::move(socket))));
+            if (auto why = over_limit(name); !why.empty()) {
+                refuse(name, socket, peer, why);
+                continue;
+            }
+            spawn(admit(adopt(name, std::move(socket), peer)));
         }
+    }
+
+    /// Why a socket just accepted on side `name` may not be kept (a limit is hit), or empty.
+    std::string over_limit(char name) const {
+        if (opts_.max_connections > 0 && live_.size() >= opts_.max_connections)
+            return fmt::format("{} connections open (max_connections)", live_.size());
+        if (opts_.max_pending > 0) {
+            auto waiting =
+                queue_of(name).size() + (name == 'A' ? authenticating_a_ : authenticating_b_);
+            if (waiting >= opts_.max_pending)
+                return fmt::format("{} {} sockets already pending (max_pending)", waiting, name);
+        }
+        return {};
+    }
+
+    /// Closes a socket that a limit keeps out, logging why: the first refusal at once, then at
+    /// most one line a second with the number refused meanwhile (a flood must not flood the log).
+    void refuse(char name, socket_type& socket, const endpoint_type& peer, const std::string& why) {
+        std::error_code ignored;
+        socket.close(ignored);
+        {
+            std::lock_guard lock(stats_mutex_);
+            ++sockets_refused_;
+        }
+        ++refused_unlogged_;
+        auto now = std::chrono::steady_clock::now();
+        if (now - refusal_logged_ < std::chrono::seconds(1)) return;
+        if (refused_unlogged_ > 1)
+            log(log_level::warning, "{}: refused {} ({} more since the last report): {}", name,
+                detail::to_string(peer), refused_unlogged_ - 1, why);
+        else
+            log(log_level::warning, "{}: refused {}: {}", name, detail::to_string(peer), why);
+        refused_unlogged_ = 0;
+        refusal_logged_ = now;
     }
 
     /// Authenticates a new side (if it has a verifier), then queues it for pairing.
@@ -439,6 +505,7 @@ private:
         const auto& verify = side_opts(side->name()).auth;
         if (verify) {
             authenticating_.insert(side);
+            ++(side->name() == 'A' ? authenticating_a_ : authenticating_b_);
             std::string failure;
             try {
                 asio::steady_timer timer(strand_, opts_.auth_timeout);
@@ -455,6 +522,7 @@ private:
                 failure = e.what();
             }
             authenticating_.erase(side);
+            --(side->name() == 'A' ? authenticating_a_ : authenticating_b_);
             if (closing_ || side->state_ == side_state::closed) {
                 close_side(*side);
                 co_return false;
@@ -500,11 +568,14 @@ private:
         side->state_ = side_state::pending;
         queue_of(side->name()).push_back(side);
         update_counts();
-        spawn(watch(side));
-        if (mode_ == connector_mode::server_to_socket && opts_.multi)
+        if (mode_ == connector_mode::server_to_socket && opts_.multi) {
+            // Paired as soon as its B is connected: what it sends meanwhile waits in the
+            // kernel, and a departure shows once the pair relays. No watcher needed.
             spawn(dial_for(std::move(side)));
-        else
+        } else {
+            spawn(watch(side));
             try_pair();
+        }
     }
 
     /// server_to_socket with `multi`: dials a B for this A, then pairs them.
@@ -547,11 +618,13 @@ private:
                 drop(side, ec.message());
                 co_return;
             }
-            auto old = side->early_.size();
-            side->early_.resize(std::min(old + 16 * 1024, pending_byte_limit));
+            // Read into a pooled buffer and keep exactly what came: a side that sent a few
+            // bytes (or none: readiness can be spurious) holds no more than that.
+            detail::pooled_buffer buf;
+            auto room = pending_byte_limit - side->early_.size();
             auto n = side->socket_.read_some(
-                asio::buffer(side->early_.data() + old, side->early_.size() - old), ec);
-            side->early_.resize(old + (ec ? 0 : n));
+                asio::buffer(buf.data(), std::min(room, detail::pooled_buffer::size())), ec);
+            if (!ec) side->early_.insert(side->early_.end(), buf.data(), buf.data() + n);
             if (ec == asio::error::would_block || ec == asio::error::try_again) continue;
             if (ec == asio::error::eof && !side->early_.empty()) {
                 // Half-closed after sending something: keep it; the bytes and the end of
@@ -681,6 +754,13 @@ private:
         maybe_finish();
     }
 
+    asio::awaitable<void> drain_deadline() {
+        auto self = this->shared_from_this();
+        auto [ec] = co_await drain_timer_.async_wait(detail::use_tuple);
+        if (ec || closing_) co_return;
+        close_now(fmt::format("drain timeout: closing {} connection(s)", live_.size()));
+    }
+
     /// Closes the connector if nothing is left for it to do.
     void maybe_finish() {
         if (closing_) {
@@ -688,6 +768,10 @@ private:
             return;
         }
         if (!live_.empty()) return;
+        if (draining_) {
+            close_now("drained: every connection has ended");
+            return;
+        }
         if (grace_passed_) {
             close_now(paired_once_ ? "the last connection ended after the grace period"
                                    : "no connection within the grace period");
@@ -706,6 +790,7 @@ private:
         info("closing: {}", reason);
         std::error_code ignored;
         grace_timer_.cancel();
+        drain_timer_.cancel();
         stop_accepting();
         for (auto* socket : dialing_)
             socket->close(ignored);
@@ -772,8 +857,15 @@ private:
     std::set<std::shared_ptr<connection_type>> live_;
     std::deque<std::shared_ptr<connection_type>> formed_;
     asio::steady_timer grace_timer_;
+    asio::steady_timer drain_timer_;
     detail::strand_event changed_;
     bool grace_passed_ = false;
+    bool draining_ = false;
+    std::size_t authenticating_a_ = 0; // sides of authenticating_ that are A / B
+    std::size_t authenticating_b_ = 0;
+    // Refusals (limits hit) since the last one was logged, and when that was.
+    std::uint64_t refused_unlogged_ = 0;
+    std::chrono::steady_clock::time_point refusal_logged_{};
     bool paired_once_ = false;
     bool closing_ = false;
 
@@ -786,7 +878,9 @@ private:
     std::uint64_t sockets_created_ = 0;
     std::uint64_t connections_total_ = 0;
     std::uint64_t auth_failures_ = 0;
+    std::uint64_t sockets_refused_ = 0;
     std::vector<std::string> remote_addresses_;
+    std::set<std::string> seen_addresses_;
 };
 
 /// The TCP connector, the one most programs use.

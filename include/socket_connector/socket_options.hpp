@@ -22,11 +22,14 @@ template <class Protocol>
 inline constexpr bool is_tcp = std::is_same_v<Protocol, asio::ip::tcp>;
 
 /// Sets SO_KEEPALIVE and, where the platform has them, the idle time, probe interval and probe
-/// count on a connected TCP socket. Does nothing for other protocols.
+/// count on a connected TCP socket. Does nothing for other protocols. With keep-alive disabled,
+/// SO_KEEPALIVE is cleared; `fresh` says the socket is new (SO_KEEPALIVE starts off), which
+/// saves that system call.
 template <class Socket>
-void set_keep_alive(Socket& socket, const keep_alive& k, std::error_code& ec) {
+void set_keep_alive(Socket& socket, const keep_alive& k, std::error_code& ec, bool fresh = false) {
     ec.clear();
     if constexpr (is_tcp<typename Socket::protocol_type>) {
+        if (!k.enabled && fresh) return;
         socket.set_option(asio::socket_base::keep_alive(k.enabled), ec);
         if (ec || !k.enabled) return;
         const int idle = static_cast<int>(k.idle.count());

@@ -10,7 +10,8 @@ namespace socket_connector {
 
 /// A snapshot of what a connector has done so far.
 struct stats {
-    /// Every socket the connector accepted or opened, whether or not it was ever paired.
+    /// Every socket the connector accepted (and kept) or opened, whether or not it was ever
+    /// paired. Sockets refused by a limit are counted in `sockets_refused` instead.
     std::uint64_t sockets_created = 0;
     /// Bytes written to side B that came from side A (after A's transformer), and the reverse.
     std::uint64_t bytes_a_to_b = 0;
@@ -20,7 +21,11 @@ struct stats {
     std::uint64_t connections_open = 0;
     /// Sides that failed or timed out their authentication.
     std::uint64_t auth_failures = 0;
-    /// The distinct remote addresses seen (without ports), in the order first seen.
+    /// Sockets closed as soon as they were accepted because a limit (`max_pending`,
+    /// `max_connections`) was hit.
+    std::uint64_t sockets_refused = 0;
+    /// The distinct remote addresses seen (without ports), in the order first seen; at most the
+    /// first 1,024.
     std::vector<std::string> remote_addresses;
 
     /// The snapshot as one line of JSON.
@@ -39,11 +44,12 @@ struct stats {
             }
             addresses += '"';
         }
-        return fmt::format("{{\"sockets_created\":{},\"bytes_a_to_b\":{},\"bytes_b_to_a\":{},"
-                           "\"connections_total\":{},\"connections_open\":{},"
-                           "\"auth_failures\":{},\"remote_addresses\":[{}]}}",
-                           sockets_created, bytes_a_to_b, bytes_b_to_a, connections_total,
-                           connections_open, auth_failures, addresses);
+        return fmt::format(
+            "{{\"sockets_created\":{},\"bytes_a_to_b\":{},\"bytes_b_to_a\":{},"
+            "\"connections_total\":{},\"connections_open\":{},"
+            "\"auth_failures\":{},\"sockets_refused\":{},\"remote_addresses\":[{}]}}",
+            sockets_created, bytes_a_to_b, bytes_b_to_a, connections_total, connections_open,
+            auth_failures, sockets_refused, addresses);
     }
 };
 

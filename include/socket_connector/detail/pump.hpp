@@ -1,6 +1,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <span>
 #include <system_error>
@@ -34,6 +35,8 @@ struct direction {
     std::atomic<std::uint64_t>* total = nullptr;
     /// Where traffic lines go; null when traffic logging is off.
     const logger* traffic = nullptr;
+    /// When this direction last read or wrote a byte (for the idle timeout).
+    std::chrono::steady_clock::time_point last_active{};
 };
 
 /// Writes all of `data` to `to`. False when the write was cancelled (the pair is closing).
@@ -46,6 +49,7 @@ asio::awaitable<bool> write_all(Socket& to, std::span<const char> data, directio
     if (ec) throw std::system_error(ec, fmt::format("write to {}", dir.to));
     dir.bytes.fetch_add(n, std::memory_order_relaxed);
     if (dir.total) dir.total->fetch_add(n, std::memory_order_relaxed);
+    dir.last_active = std::chrono::steady_clock::now();
     co_return true;
 }
 
@@ -105,6 +109,7 @@ asio::awaitable<void> pump(Socket& from, Socket& to, std::vector<char> early, bo
         maybe_more = got == read_outcome::data && n == buf.size();
         if (got == read_outcome::again) continue;
         if (got == read_outcome::end) break;
+        dir.last_active = std::chrono::steady_clock::now();
         if (!co_await deliver(to, std::span<const char>(buf.data(), n), transform, out, dir))
             co_return;
     }

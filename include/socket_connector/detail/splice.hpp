@@ -6,21 +6,15 @@
 #if defined(__linux__)
 
 #include <array>
-#include <atomic>
 #include <cerrno>
 #include <cstddef>
-#include <system_error>
-#include <utility>
 #include <vector>
 
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <time.h>
 #include <unistd.h>
-
-#include <asio/awaitable.hpp>
-#include <asio/error.hpp>
-#include <fmt/format.h>
-
-#include <socket_connector/detail/pump.hpp>
 
 namespace socket_connector::detail {
 
@@ -84,68 +78,26 @@ private:
 /// How much one splice moves at most: the default pipe capacity.
 inline constexpr std::size_t splice_chunk = 64 * 1024;
 
-/// The zero-copy relay loop for one direction: same contract as `pump` without a transformer
-/// or traffic log (early bytes first, backpressure, half-close at end of stream, throws on
-/// error, quiet when cancelled).
-template <class Socket>
-asio::awaitable<void> splice_pump(Socket& from, Socket& to, std::vector<char> early, bool early_eof,
-                                  direction& dir) {
-    if (!co_await write_all(to, std::span<const char>(early), dir)) co_return;
-    early = {};
-    bool maybe_more = false;
-    while (!early_eof) {
-        if (!maybe_more) {
-            auto [wait_ec] = co_await from.async_wait(Socket::wait_read, use_tuple);
-            if (wait_ec == asio::error::operation_aborted) co_return;
-            if (wait_ec) throw std::system_error(wait_ec, fmt::format("wait on {}", dir.from));
-        }
-        pooled_pipe pipe;
-        if (!pipe.valid()) {
-            // Out of descriptors for a pipe: move this chunk through user space instead.
-            pooled_buffer buf;
-            std::size_t n = 0;
-            auto got = read_chunk(from, buf, n, dir);
-            maybe_more = false;
-            if (got == read_outcome::again) continue;
-            if (got == read_outcome::end) break;
-            if (!co_await write_all(to, std::span<const char>(buf.data(), n), dir)) co_return;
-            continue;
-        }
-        auto n = ::splice(from.native_handle(), nullptr, pipe.write_end(), nullptr, splice_chunk,
-                          SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-        if (n == 0) break; // end of stream
-        if (n < 0) {
-            maybe_more = false;
-            if (errno == EAGAIN || errno == EINTR) continue; // readiness can be spurious
-            throw std::system_error(errno, std::system_category(),
-                                    fmt::format("read from {}", dir.from));
-        }
-        maybe_more = static_cast<std::size_t>(n) == splice_chunk;
-        auto in_pipe = static_cast<std::size_t>(n);
-        pipe.set_empty(false);
-        while (in_pipe > 0) {
-            auto m = ::splice(pipe.read_end(), nullptr, to.native_handle(), nullptr, in_pipe,
-                              SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-            if (m < 0 && errno == EINTR) continue;
-            if (m < 0 && errno == EAGAIN) {
-                // The destination is full: wait until it drains (backpressure).
-                auto [wait_ec] = co_await to.async_wait(Socket::wait_write, use_tuple);
-                if (wait_ec == asio::error::operation_aborted) co_return;
-                if (wait_ec) throw std::system_error(wait_ec, fmt::format("write to {}", dir.to));
-                continue;
-            }
-            if (m < 0)
-                throw std::system_error(errno, std::system_category(),
-                                        fmt::format("write to {}", dir.to));
-            in_pipe -= static_cast<std::size_t>(m);
-            dir.bytes.fetch_add(static_cast<std::uint64_t>(m), std::memory_order_relaxed);
-            if (dir.total)
-                dir.total->fetch_add(static_cast<std::uint64_t>(m), std::memory_order_relaxed);
-        }
-        pipe.set_empty(true);
+/// splice(2) into a socket has no MSG_NOSIGNAL: writing to a peer that has gone raises
+/// SIGPIPE, which kills a process that has not ignored it. So a thread that splices blocks
+/// SIGPIPE for itself (once), and `consume_sigpipe` takes the pending signal after an EPIPE.
+inline void block_sigpipe_on_this_thread() noexcept {
+    thread_local bool blocked = false;
+    if (blocked) return;
+    blocked = true;
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &set, nullptr);
+}
+
+inline void consume_sigpipe() noexcept {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGPIPE);
+    timespec zero{};
+    while (sigtimedwait(&set, nullptr, &zero) == SIGPIPE) {
     }
-    std::error_code ignored;
-    to.shutdown(Socket::shutdown_send, ignored); // half-close; the other way keeps flowing
 }
 
 } // namespace socket_connector::detail

@@ -1,0 +1,153 @@
+#pragma once
+
+// The bytes one relay direction has in flight when it is driven by completion handlers rather
+// than a coroutine: in a pipe (Linux zero-copy) or in a pooled buffer. A direction holds either
+// only between reading a chunk and writing it out, so an idle direction holds nothing at all.
+
+#include <cerrno>
+#include <cstddef>
+#include <optional>
+#include <system_error>
+
+#include <asio/buffer.hpp>
+#include <asio/error.hpp>
+
+#include <socket_connector/detail/buffer_pool.hpp>
+#include <socket_connector/detail/splice.hpp>
+
+namespace socket_connector::detail {
+
+/// What a `fill` or `flush` step came to.
+enum class lane_step {
+    progress, ///< fill: bytes read and now held; flush: everything held was written
+    again,    ///< would block: wait for readiness
+    end,      ///< fill: the source ended its stream
+    failed    ///< an error, in `ec`
+};
+
+class lane {
+public:
+    /// Whether bytes are held, read but not yet written.
+    bool holding() const noexcept { return in_pipe_ > 0 || offset_ < length_; }
+
+    /// Reads one chunk from `from` without blocking, into a pipe if `zero_copy` allows it and
+    /// the stream is moving bulk (one can be had), else into a buffer. Only call when nothing
+    /// is held.
+    ///
+    /// Small chunks (requests, replies, interactive traffic) cost less copied than spliced: two
+    /// splices and a pipe per chunk against one recv and one send. So a direction starts by
+    /// copying and splices once a read brings `bulk_threshold` bytes or more, going back to
+    /// copying when a splice brings fewer than `small_threshold`.
+    template <class Socket>
+    lane_step fill(Socket& from, bool zero_copy, std::error_code& ec) {
+#if defined(__linux__)
+        if (zero_copy && bulk_) {
+            if (!pipe_) pipe_.emplace();
+            if (pipe_->valid()) {
+                for (;;) {
+                    auto n = ::splice(from.native_handle(), nullptr, pipe_->write_end(), nullptr,
+                                      splice_chunk, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+                    if (n > 0) {
+                        in_pipe_ = static_cast<std::size_t>(n);
+                        pipe_->set_empty(false);
+                        if (in_pipe_ < small_threshold) bulk_ = false;
+                        return lane_step::progress;
+                    }
+                    if (n == 0) return lane_step::end;
+                    if (errno == EINTR) continue;
+                    release();
+                    if (errno == EAGAIN) return lane_step::again;
+                    ec.assign(errno, std::system_category());
+                    return lane_step::failed;
+                }
+            }
+            pipe_.reset(); // out of descriptors for a pipe: copy this chunk instead
+        }
+#else
+        (void)zero_copy;
+#endif
+        if (!buffer_) buffer_.emplace();
+        offset_ = 0;
+        length_ = from.read_some(asio::buffer(buffer_->data(), buffer_->size()), ec);
+        if (!ec) {
+            if (length_ >= bulk_threshold) bulk_ = true;
+            return lane_step::progress;
+        }
+        length_ = 0;
+        release();
+        if (ec == asio::error::would_block || ec == asio::error::try_again) {
+            ec.clear();
+            return lane_step::again;
+        }
+        if (ec == asio::error::eof) {
+            ec.clear();
+            return lane_step::end;
+        }
+        return lane_step::failed;
+    }
+
+    /// Writes what is held to `to` without blocking; `written` grows by the bytes written.
+    /// `progress` once all is written (the pipe or buffer is back in its pool), `again` when
+    /// `to` is full (backpressure: wait until it is writable, then flush again).
+    template <class Socket>
+    lane_step flush(Socket& to, std::size_t& written, std::error_code& ec) {
+#if defined(__linux__)
+        if (in_pipe_ > 0) block_sigpipe_on_this_thread();
+        while (in_pipe_ > 0) {
+            auto m = ::splice(pipe_->read_end(), nullptr, to.native_handle(), nullptr, in_pipe_,
+                              SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+            if (m > 0) {
+                in_pipe_ -= static_cast<std::size_t>(m);
+                written += static_cast<std::size_t>(m);
+                continue;
+            }
+            if (m < 0 && errno == EINTR) continue;
+            if (m < 0 && errno == EAGAIN) return lane_step::again;
+            ec.assign(m < 0 ? errno : EPIPE, std::system_category());
+            if (ec.value() == EPIPE) consume_sigpipe();
+            return lane_step::failed;
+        }
+#endif
+        while (offset_ < length_) {
+            auto m = to.write_some(asio::buffer(buffer_->data() + offset_, length_ - offset_), ec);
+            if (ec == asio::error::would_block || ec == asio::error::try_again) {
+                ec.clear();
+                return lane_step::again;
+            }
+            if (ec) return lane_step::failed;
+            offset_ += m;
+            written += m;
+        }
+#if defined(__linux__)
+        if (pipe_) pipe_->set_empty(true);
+#endif
+        release();
+        return lane_step::progress;
+    }
+
+    /// Gives back the pipe or buffer. A pipe that still holds bytes is closed, not pooled.
+    void release() noexcept {
+        pipe_.reset();
+        buffer_.reset();
+        in_pipe_ = 0;
+        offset_ = length_ = 0;
+    }
+
+    static constexpr std::size_t bulk_threshold = 16 * 1024;
+    static constexpr std::size_t small_threshold = 4 * 1024;
+
+private:
+#if defined(__linux__)
+    std::optional<pooled_pipe> pipe_;
+#else
+    struct no_pipe {};
+    std::optional<no_pipe> pipe_;
+#endif
+    std::optional<pooled_buffer> buffer_;
+    std::size_t in_pipe_ = 0;
+    std::size_t offset_ = 0;
+    std::size_t length_ = 0;
+    bool bulk_ = false; // the last reads were large: splice rather than copy
+};
+
+} // namespace socket_connector::detail
