@@ -104,6 +104,19 @@ struct throwing_transformer {
     }
 };
 
+/// Answers each '?' with 17 MiB: more than one call may produce.
+struct flooding_transformer {
+    void transform(std::span<const char> in, std::vector<char>& out) {
+        for (char c : in) {
+            if (c == '?')
+                out.insert(out.end(), 17u * 1024 * 1024, 'x');
+            else
+                out.push_back(c);
+        }
+    }
+    void finish(std::vector<char>&) {}
+};
+
 counting_transformer make_counting() {
     return counting_transformer{};
 }
@@ -417,6 +430,31 @@ asio::awaitable<void> throwing_transform_closes(bool in_finish) {
     co_await c->wait_closed();
 }
 
+asio::awaitable<void> flooding_transform_closes() {
+    auto ex = co_await asio::this_coro::executor;
+    log_capture logs;
+    sc::options o = loopback_options();
+    o.verbose = true;
+    o.logger = logs.logger();
+    o.a.transform = flooding_transformer{};
+    auto c = co_await sc::server_to_server(ex, std::move(o));
+    auto a = co_await connect_to(c->side_a_port());
+    auto b = co_await connect_to(c->side_b_port());
+    co_await send_text(a, "fine", false);
+    auto fine = co_await read_exactly(b, 4);
+    CHECK(fine == "fine");
+    co_await send_text(a, "?", false);
+    auto [at_a, at_b] = co_await (read_until_closed(a) && read_until_closed(b));
+    CHECK(at_a.closed);
+    CHECK(at_b.closed);
+    CHECK(at_b.bytes.empty()); // none of the flood was written
+    CHECK(co_await eventually([&] { return c->connections() == 0; }));
+    INFO(logs.all());
+    CHECK(logs.contains("transformer of A -> B produced 17825792 bytes from 1"));
+    c->close();
+    co_await c->wait_closed();
+}
+
 } // namespace
 
 TEST_CASE("an upper-casing transformer on A rewrites A to B only, byte for byte", "[transformer]") {
@@ -485,4 +523,10 @@ TEST_CASE("a transformer that throws from transform() closes the connection", "[
 TEST_CASE("a transformer that throws from finish() closes the connection", "[transformer]") {
     asio::io_context io;
     run(io, throwing_transform_closes(true));
+}
+
+TEST_CASE("a transformer that produces more than the per-call limit closes the connection",
+          "[transformer]") {
+    asio::io_context io;
+    run(io, flooding_transform_closes());
 }

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdint>
 #include <span>
+#include <stdexcept>
 #include <system_error>
 #include <utility>
 #include <vector>
@@ -53,6 +54,19 @@ asio::awaitable<bool> write_all(Socket& to, std::span<const char> data, directio
     co_return true;
 }
 
+/// The most bytes one `transform()` or `finish()` call may append: a transformer driven by a
+/// peer's bytes must not make the relay allocate without bound. Past it the pair is closed.
+inline constexpr std::size_t transform_output_limit = 16 * 1024 * 1024;
+
+/// Throws if a transformer call appended more than `transform_output_limit` bytes.
+inline void check_transform_output(const std::vector<char>& out, std::size_t in,
+                                   const direction& dir) {
+    if (out.size() > transform_output_limit)
+        throw std::length_error(fmt::format(
+            "transformer of {} -> {} produced {} bytes from {} (the limit is {} per call)",
+            dir.from, dir.to, out.size(), in, transform_output_limit));
+}
+
 /// Logs `data` if traffic logging is on, runs it through the transformer if there is one, and
 /// writes the result. False when the write was cancelled.
 template <class Socket>
@@ -64,6 +78,13 @@ asio::awaitable<bool> deliver(Socket& to, std::span<const char> data, any_transf
     if (!transform) co_return co_await write_all(to, data, dir);
     out.clear();
     transform.transform(data, out);
+    check_transform_output(out, data.size(), dir);
+    if (out.capacity() > relay_buffer_size && out.size() <= relay_buffer_size / 4) {
+        // A burst grew it: write, then give the memory back rather than keep it while idle.
+        bool written = co_await write_all(to, std::span<const char>(out), dir);
+        out = {};
+        co_return written;
+    }
     co_return co_await write_all(to, std::span<const char>(out), dir);
 }
 
@@ -116,6 +137,7 @@ asio::awaitable<void> pump(Socket& from, Socket& to, std::vector<char> early, bo
     if (transform) {
         out.clear();
         transform.finish(out);
+        check_transform_output(out, 0, dir);
         if (!co_await write_all(to, std::span<const char>(out), dir)) co_return;
     }
     std::error_code ignored;
