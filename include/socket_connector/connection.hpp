@@ -221,6 +221,7 @@ private:
             }
             auto step = bytes.fill(source(way).socket_, zero_copy_[way], ec);
             if (step == detail::lane_step::again) {
+                bytes.waiting();
                 source(way).socket_.async_wait(
                     socket_type::wait_read,
                     on_strand([self = std::move(self), way](std::error_code e) mutable {

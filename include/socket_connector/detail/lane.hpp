@@ -27,6 +27,9 @@ enum class lane_step {
 
 class lane {
 public:
+    /// The direction is about to wait for its source to be readable.
+    void waiting() noexcept { waited_ = true; }
+
     /// Whether bytes are held, read but not yet written.
     bool holding() const noexcept { return in_pipe_ > 0 || offset_ < length_; }
 
@@ -37,7 +40,9 @@ public:
     /// Small chunks (requests, replies, interactive traffic) cost less copied than spliced: two
     /// splices and a pipe per chunk against one recv and one send. So a direction starts by
     /// copying and splices once a read brings `bulk_threshold` bytes or more, going back to
-    /// copying when a splice brings fewer than `small_threshold`.
+    /// copying when the first splice after a readiness wait brings fewer than
+    /// `small_threshold` (the tail of a burst, read just before the source runs dry, does not
+    /// count).
     template <class Socket>
     lane_step fill(Socket& from, bool zero_copy, std::error_code& ec) {
 #if defined(__linux__)
@@ -50,7 +55,8 @@ public:
                     if (n > 0) {
                         in_pipe_ = static_cast<std::size_t>(n);
                         pipe_->set_empty(false);
-                        if (in_pipe_ < small_threshold) bulk_ = false;
+                        if (waited_ && in_pipe_ < small_threshold) bulk_ = false;
+                        waited_ = false;
                         return lane_step::progress;
                     }
                     if (n == 0) return lane_step::end;
@@ -69,6 +75,7 @@ public:
         if (!buffer_) buffer_.emplace();
         offset_ = 0;
         length_ = from.read_some(asio::buffer(buffer_->data(), buffer_->size()), ec);
+        waited_ = false;
         if (!ec) {
             if (length_ >= bulk_threshold) bulk_ = true;
             return lane_step::progress;
@@ -147,7 +154,8 @@ private:
     std::size_t in_pipe_ = 0;
     std::size_t offset_ = 0;
     std::size_t length_ = 0;
-    bool bulk_ = false; // the last reads were large: splice rather than copy
+    bool bulk_ = false;   // the last reads were large: splice rather than copy
+    bool waited_ = false; // the next read is the first after a readiness wait
 };
 
 } // namespace socket_connector::detail
