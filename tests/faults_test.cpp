@@ -12,6 +12,7 @@
 #include <fstream>
 #include <memory>
 #include <optional>
+#include <set>
 #include <span>
 #include <sstream>
 #include <string>
@@ -30,6 +31,23 @@
 
 using namespace test_support;
 using namespace asio::experimental::awaitable_operators;
+
+// Under a sanitizer (this test and the programs it starts are built alike) memory figures mean
+// little (shadow memory, quarantined frees) and everything runs several times slower: the
+// figures are reported but not checked, and the crowds are smaller.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define SC_FAULTS_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) ||                         \
+    __has_feature(memory_sanitizer)
+#define SC_FAULTS_SANITIZED 1
+#endif
+#endif
+#ifdef SC_FAULTS_SANITIZED
+constexpr bool sanitized = true;
+#else
+constexpr bool sanitized = false;
+#endif
 
 namespace {
 
@@ -683,6 +701,11 @@ long long stats_field(const std::string& json, const std::string& name) {
     return std::stoll(json.substr(at + key.size()));
 }
 
+/// The last `n` characters of `text`.
+std::string tail(const std::string& text, std::size_t n = 1500) {
+    return text.size() <= n ? text : "..." + text.substr(text.size() - n);
+}
+
 // Running out of descriptors.
 
 asio::awaitable<void> out_of_descriptors() {
@@ -704,8 +727,10 @@ asio::awaitable<void> out_of_descriptors() {
     }
     bool starved =
         co_await eventually([&] { return cli->err().find("open files") != std::string::npos; }, 5s);
-    INFO("stderr: " << cli->err().substr(0, 2000));
-    REQUIRE(starved);
+    {
+        INFO("stderr: " << tail(cli->err()));
+        REQUIRE(starved);
+    }
     auto starved_fds = fd_count(cli->pid());
     // While starved it neither crashes nor spins.
     const auto window = 2s;
@@ -731,9 +756,18 @@ asio::awaitable<void> out_of_descriptors() {
     std::vector<char> out_b{'t', 'o', 'k', '\n'};
     out_a.insert(out_a.end(), from_a.begin(), from_a.end());
     out_b.insert(out_b.end(), from_b.begin(), from_b.end());
-    auto a = co_await connect_to(port_a);
-    auto b = co_await connect_to(port_b);
-    asio::steady_timer limit(co_await asio::this_coro::executor, 10s);
+    auto ex = co_await asio::this_coro::executor;
+    tcp::socket a(ex);
+    tcp::socket b(ex);
+    auto [ec_a] = co_await a.async_connect(loopback(port_a), use_tuple);
+    auto [ec_b] = co_await b.async_connect(loopback(port_b), use_tuple);
+    INFO("connect A: " << ec_a.message() << ", connect B: " << ec_b.message() << "; the command "
+                       << (cli->exit_code() ? fmt::format("exited {}", *cli->exit_code())
+                                            : std::string("runs"))
+                       << "; its stderr ends: " << tail(cli->err()));
+    REQUIRE(!ec_a);
+    REQUIRE(!ec_b);
+    asio::steady_timer limit(ex, 10s);
     auto outcome = co_await ((send_and_receive(a, out_a) && send_and_receive(b, out_b)) ||
                              limit.async_wait(use_tuple));
     REQUIRE(outcome.index() == 0);
@@ -778,6 +812,7 @@ struct crowd {
     std::size_t closed = 0;
     std::string first_error;
     std::vector<bool> heard;                     // speaker numbers heard by some listener
+    std::set<unsigned short> a_ports;            // the local ports of the A sockets
     std::unique_ptr<asio::steady_timer> release; // cancelled to close every socket
 };
 
@@ -828,35 +863,56 @@ asio::awaitable<void> crowd_connector(std::shared_ptr<crowd> cr, char side) {
             continue;
         }
         ++cr->connected;
+        if (side == 'A') cr->a_ports.insert(socket.local_endpoint().port());
         asio::co_spawn(ex, crowd_member(cr, side, index, std::move(socket)), asio::detached);
     }
 }
 
-/// The relay's sockets on local port `port` that are established, and how many of them still
-/// have unread bytes (from /proc/net/tcp).
+/// What /proc/net/tcp shows of the relay's sockets on local port `port`.
 struct relay_sockets {
-    std::size_t established = 0;
-    std::size_t with_unread = 0;
+    std::size_t accepted = 0;     // established and accepted (they have an inode)
+    std::size_t with_unread = 0;  // of those, how many have bytes the relay has not read
+    std::size_t not_accepted = 0; // established, still in the backlog
+    std::size_t backlog = 0;      // the listening socket's count of connections to accept
+    std::size_t other = 0;        // in another state
 };
 
-relay_sockets relay_sockets_on(unsigned short port) {
+/// Reads /proc/net/tcp once. The peer ports of accepted sockets on `port` with nothing left
+/// unread are added to `drained`. One read may miss entries while other sockets come and go (the
+/// kernel lists its hash table a page at a time), so callers accumulate over several reads.
+relay_sockets relay_sockets_on(unsigned short port, std::set<unsigned short>& drained) {
     relay_sockets r;
     std::ifstream in("/proc/net/tcp");
     std::string line;
     std::getline(in, line); // header
     auto local = fmt::format(":{:04X} ", port);
     while (std::getline(in, line)) {
-        // "  sl  local_address rem_address   st tx_queue:rx_queue ..."
+        // "  sl  local_address rem_address   st tx_queue:rx_queue tr:tm retrnsmt uid timeout inode"
         auto colon = line.find(':');
         if (colon == std::string::npos || line.compare(colon + 10, local.size(), local) != 0)
             continue;
         std::istringstream fields(line.substr(colon + 1));
-        std::string local_address, remote_address, state, queues;
-        fields >> local_address >> remote_address >> state >> queues;
-        if (state != "01") continue;
-        ++r.established;
-        auto rx = queues.substr(queues.find(':') + 1);
-        if (std::stoul(rx, nullptr, 16) != 0) ++r.with_unread;
+        std::string local_address, remote_address, state, queues, timer, retransmits, uid, timeout,
+            inode;
+        fields >> local_address >> remote_address >> state >> queues >> timer >> retransmits >>
+            uid >> timeout >> inode;
+        auto rx = std::stoul(queues.substr(queues.find(':') + 1), nullptr, 16);
+        if (state == "0A") {
+            r.backlog += rx;
+        } else if (state != "01") {
+            ++r.other;
+        } else if (inode.empty() || inode == "0") {
+            ++r.not_accepted;
+        } else {
+            ++r.accepted;
+            if (rx != 0) {
+                ++r.with_unread;
+            } else {
+                auto peer =
+                    std::stoul(remote_address.substr(remote_address.find(':') + 1), nullptr, 16);
+                drained.insert(static_cast<unsigned short>(peer));
+            }
+        }
     }
     return r;
 }
@@ -867,22 +923,34 @@ asio::awaitable<bool> form_crowd(std::shared_ptr<crowd> cr, child_process& cli,
                                  std::chrono::milliseconds limit) {
     auto ex = co_await asio::this_coro::executor;
     cr->heard.assign(cr->target, false);
-    auto relay_fds = fd_count(cli.pid());
     // Every A first, each accepted by the relay; a speaking A's hello read by it while the A
     // waits for a partner.
     for (int w = 0; w < 64; ++w)
         asio::co_spawn(ex, crowd_connector(cr, 'A'), asio::detached);
-    bool waiting = co_await eventually(
-        [&] {
-            if (cr->failed > 0) return true;
-            if (cr->connected < cr->target || fd_count(cli.pid()) < relay_fds + cr->target)
-                return false;
-            if (cr->speaker != 'A') return true;
-            auto sockets = relay_sockets_on(cr->port_a);
-            return sockets.established >= cr->target && sockets.with_unread == 0;
-        },
-        limit);
-    if (!waiting || cr->failed > 0) co_return false;
+    auto end = steady::now() + limit;
+    relay_sockets sockets;
+    std::set<unsigned short> drained; // peer ports of the relay's accepted, fully read sockets
+    auto ours = [&] {
+        return std::count_if(drained.begin(), drained.end(),
+                             [&](unsigned short p) { return cr->a_ports.count(p) != 0; });
+    };
+    for (;;) {
+        if (cr->failed > 0) co_return false;
+        if (cr->connected == cr->target) {
+            sockets = relay_sockets_on(cr->port_a, drained);
+            if (static_cast<std::size_t>(ours()) == cr->target) break;
+        }
+        if (steady::now() > end) {
+            cr->first_error = fmt::format(
+                "the relay accepted and read {} of {} A sockets; last read of /proc/net/tcp: {} "
+                "accepted, {} with unread bytes, {} established but not accepted, {} in the "
+                "backlog, {} in other states; the relay has {} descriptors",
+                ours(), cr->target, sockets.accepted, sockets.with_unread, sockets.not_accepted,
+                sockets.backlog, sockets.other, fd_count(cli.pid()));
+            co_return false;
+        }
+        co_await pause(20ms); // /proc/net/tcp is long: not too often
+    }
     // Then every B: each is paired at once with a waiting A.
     for (int w = 0; w < 64; ++w)
         asio::co_spawn(ex, crowd_connector(cr, 'B'), asio::detached);
@@ -910,7 +978,8 @@ std::shared_ptr<crowd> make_crowd(asio::any_io_executor ex, std::size_t pairs, c
 
 asio::awaitable<void> ten_thousand_pairs() {
     auto ex = co_await asio::this_coro::executor;
-    std::size_t pairs = 10000;
+    std::size_t pairs = sanitized ? 2000 : 10000;
+    if (sanitized) WARN("built with a sanitizer: " << pairs << " pairs, memory not checked");
     // Both ends of every pair live in this process, and the relay has two sockets per pair.
     auto limit = raise_fd_limit(2 * pairs + 1024);
     struct rlimit hard {};
@@ -919,9 +988,9 @@ asio::awaitable<void> ten_thousand_pairs() {
     auto relays = (static_cast<std::size_t>(hard.rlim_max) - 256) / 2; // room for its pipes
     if (std::min(ours, relays) < pairs) {
         pairs = std::min(ours, relays);
-        WARN("RLIMIT_NOFILE could not be raised past " << limit << " (hard limit " << hard.rlim_max
-                                                       << "): holding " << pairs
-                                                       << " pairs instead of 10000");
+        WARN("RLIMIT_NOFILE could not be raised past "
+             << limit << " (hard limit " << hard.rlim_max << "): holding " << pairs
+             << " pairs instead of " << (sanitized ? 2000 : 10000));
     }
     child_limits limits;
     limits.max_fds = std::min<rlim_t>(2 * pairs + 256, hard.rlim_max);
@@ -949,7 +1018,7 @@ asio::awaitable<void> ten_thousand_pairs() {
                << " both ways in " << took << " s); relay RSS " << rss_before << " KiB -> "
                << rss_held << " KiB: " << per_pair << " KiB per idle pair; relay fds "
                << relay_fds);
-    CHECK(per_pair < 16.0); // an idle pair holds no buffer
+    if (!sanitized) CHECK(per_pair < 16.0); // an idle pair holds no buffer
     co_await release_crowd(cr);
     cli->signal(SIGTERM);
     CHECK(co_await exit_of(*cli, 30s) == 0);
@@ -992,7 +1061,7 @@ asio::awaitable<void> early_bytes_not_held() {
                                      << "pairing, " << early_cost
                                      << " KiB when A sent 32 bytes while it waited (" << pairs
                                      << " pairs each)");
-    CHECK(early_cost < plain_cost + 4.0);
+    if (!sanitized) CHECK(early_cost < plain_cost + 4.0);
     co_await release_crowd(plain);
     co_await release_crowd(early);
     cli->signal(SIGTERM);
@@ -1283,7 +1352,7 @@ asio::awaitable<void> slow_reader(std::size_t step) {
                             : fmt::format("B reading {} bytes every 20 ms", step);
     WARN(reader << " while A writes for 3 s: A wrote " << written / 1024 << " KiB; relay RSS "
                 << before << " KiB, peak " << peak << " KiB (+" << growth << " KiB)");
-    CHECK(growth < 4 * 1024);
+    if (!sanitized) CHECK(growth < 4 * 1024);
     // Everything arrives intact once B reads.
     CHECK(at_b.why == asio::error::eof);
     CHECK(at_b.received == written);
