@@ -48,6 +48,21 @@ constexpr bool sanitized = true;
 #else
 constexpr bool sanitized = false;
 #endif
+// The AddressSanitizer build also has UndefinedBehaviorSanitizer, whose vptr check probes memory
+// through a pipe: in a process out of descriptors every virtual call is reported as a call on an
+// invalid object (and no report can be written to its log file either).
+#if defined(__SANITIZE_ADDRESS__)
+#define SC_FAULTS_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SC_FAULTS_ASAN 1
+#endif
+#endif
+#ifdef SC_FAULTS_ASAN
+constexpr bool address_sanitized = true;
+#else
+constexpr bool address_sanitized = false;
+#endif
 
 namespace {
 
@@ -1438,6 +1453,11 @@ TEST_CASE("auth slowloris: a thousand silent clients and dribblers time out, hon
 
 TEST_CASE("out of descriptors: the command neither crashes nor spins, and serves again",
           "[faults]") {
+    if (address_sanitized) {
+        WARN("not run under AddressSanitizer + UBSan: their runtime needs descriptors (UBSan's "
+             "vptr check opens a pipe), so a program out of them gets false reports");
+        return;
+    }
     asio::io_context io;
     run(io, out_of_descriptors(), 60s);
 }
