@@ -11,6 +11,7 @@
 #include <string>
 #include <system_error>
 #include <utility>
+#include <vector>
 
 #include <asio/bind_executor.hpp>
 #include <asio/buffer.hpp>
@@ -167,7 +168,7 @@ private:
         }
         zero_copy_[way] = context_->zero_copy;
         if (from.early_.empty()) {
-            from.early_ = {}; // and its capacity
+            std::vector<char>().swap(from.early_); // and its capacity
             return after_early(way, std::move(self));
         }
         asio::async_write(
@@ -175,7 +176,7 @@ private:
             on_strand([self = std::move(self), way](std::error_code ec, std::size_t n) mutable {
                 auto& me = *self;
                 me.counted(way, n);
-                me.source(way).early_ = {};
+                std::vector<char>().swap(me.source(way).early_); // and its capacity
                 if (ec == asio::error::operation_aborted || me.stopping_)
                     return me.direction_ended(way, {}, std::move(self));
                 if (ec)

@@ -82,7 +82,7 @@ asio::awaitable<bool> deliver(Socket& to, std::span<const char> data, any_transf
     if (out.capacity() > relay_buffer_size && out.size() <= relay_buffer_size / 4) {
         // A burst grew it: write, then give the memory back rather than keep it while idle.
         bool written = co_await write_all(to, std::span<const char>(out), dir);
-        out = {};
+        std::vector<char>().swap(out); // and its capacity
         co_return written;
     }
     co_return co_await write_all(to, std::span<const char>(out), dir);
@@ -116,8 +116,8 @@ asio::awaitable<void> pump(Socket& from, Socket& to, std::vector<char> early, bo
                            any_transformer& transform, direction& dir) {
     std::vector<char> out;
     if (!co_await deliver(to, std::span<const char>(early), transform, out, dir)) co_return;
-    early = {};
-    bool maybe_more = false; // the last read filled the buffer: read again before waiting
+    std::vector<char>().swap(early); // and its capacity
+    bool maybe_more = false;         // the last read filled the buffer: read again before waiting
     while (!early_eof) {
         if (!maybe_more) {
             auto [wait_ec] = co_await from.async_wait(Socket::wait_read, use_tuple);
