@@ -65,7 +65,7 @@ TEST_CASE("the command line defaults match the library's options", "[cli_args]")
     CHECK_FALSE(cfg.stats);
 }
 
-TEST_CASE("--threads defaults to one per core, at least 1", "[cli_args]") {
+TEST_CASE("parse_args: --threads defaults to one per core, at least 1", "[cli_args]") {
     auto cfg = accepted(with({}));
     unsigned cores = std::thread::hardware_concurrency();
     CHECK(cfg.threads == std::clamp(cores, 1u, cli::max_threads));
@@ -78,7 +78,8 @@ TEST_CASE("--threads defaults to one per core, at least 1", "[cli_args]") {
           R"(--threads needs a whole number from 1 to 256 (got "257"))");
 }
 
-TEST_CASE("--max-pending and --max-connections take 0 (no limit) to 1048576", "[cli_args]") {
+TEST_CASE("parse_args: --max-pending and --max-connections take 0 (no limit) to 1048576",
+          "[cli_args]") {
     auto cfg = accepted(with({"--max-pending", "10", "--max-connections=5"}));
     CHECK(cfg.max_pending == 10);
     CHECK(cfg.max_connections == 5);
@@ -107,7 +108,7 @@ TEST_CASE("--max-pending and --max-connections take 0 (no limit) to 1048576", "[
           "--max-pending is given more than once");
 }
 
-TEST_CASE("--idle-timeout takes seconds; 0 means never", "[cli_args]") {
+TEST_CASE("parse_args: --idle-timeout takes seconds, 0 means never", "[cli_args]") {
     auto cfg = accepted(with({"--idle-timeout", "2.5"}));
     CHECK(cfg.idle_timeout == 2500ms);
     CHECK(cli::make_options(cfg).idle_timeout == 2500ms);
@@ -121,7 +122,8 @@ TEST_CASE("--idle-timeout takes seconds; 0 means never", "[cli_args]") {
           R"(0.5 (got "1000000.001"))");
 }
 
-TEST_CASE("--drain-timeout takes seconds, 0 included, and stays out of the options", "[cli_args]") {
+TEST_CASE("parse_args: --drain-timeout takes seconds, 0 included, and stays out of the options",
+          "[cli_args]") {
     auto cfg = accepted(with({"--drain-timeout", "0.25"}));
     CHECK(cfg.drain_timeout == 250ms);
     CHECK(accepted(with({"--drain-timeout=0"})).drain_timeout == 0ms);
