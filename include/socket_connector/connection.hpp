@@ -187,8 +187,20 @@ private:
     }
 
     void after_early(int way, self_ptr self) {
-        if (source(way).early_eof_) return end_of_stream(way, std::move(self));
+        auto& from = source(way);
+        if (from.early_eof_) return end_of_stream(way, std::move(self));
+        if (from.just_connected_) return wait_readable(way, std::move(self));
         advance(way, std::move(self));
+    }
+
+    void wait_readable(int way, self_ptr self) {
+        lanes_[way].waiting();
+        source(way).socket_.async_wait(
+            side_type::socket_type::wait_read,
+            on_strand([self = std::move(self), way](std::error_code e) mutable {
+                auto& me = *self;
+                me.ready(way, e, "read from", std::move(self));
+            }));
     }
 
     /// Moves chunks from source to sink until one of them would block, then waits for
@@ -221,16 +233,7 @@ private:
                 }
             }
             auto step = bytes.fill(source(way).socket_, zero_copy_[way], ec);
-            if (step == detail::lane_step::again) {
-                bytes.waiting();
-                source(way).socket_.async_wait(
-                    socket_type::wait_read,
-                    on_strand([self = std::move(self), way](std::error_code e) mutable {
-                        auto& me = *self;
-                        me.ready(way, e, "read from", std::move(self));
-                    }));
-                return;
-            }
+            if (step == detail::lane_step::again) return wait_readable(way, std::move(self));
             if (step == detail::lane_step::end) return end_of_stream(way, std::move(self));
             if (step == detail::lane_step::failed)
                 return direction_ended(way, failure("read from", way, ec), std::move(self));

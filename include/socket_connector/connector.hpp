@@ -1,6 +1,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cerrno>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -19,6 +20,7 @@
 #include <asio/any_io_executor.hpp>
 #include <asio/basic_socket_acceptor.hpp>
 #include <asio/basic_stream_socket.hpp>
+#include <asio/bind_executor.hpp>
 #include <asio/co_spawn.hpp>
 #include <asio/connect.hpp>
 #include <asio/dispatch.hpp>
@@ -29,6 +31,10 @@
 #include <asio/strand.hpp>
 #include <asio/use_awaitable.hpp>
 #include <fmt/format.h>
+
+#if !defined(ASIO_WINDOWS) && !defined(__CYGWIN__)
+#include <sys/socket.h>
+#endif
 
 #include <socket_connector/connection.hpp>
 #include <socket_connector/detail/pump.hpp>
@@ -215,12 +221,12 @@ private:
     // lambda coroutine passed to co_spawn.
     asio::awaitable<void> wait_closed_on_strand() {
         while (!closed_)
-            co_await changed_.wait(strand_);
+            co_await closed_event_.wait(strand_);
     }
 
     asio::awaitable<std::shared_ptr<connection_type>> next_connection_on_strand() {
         while (formed_.empty() && !closing_)
-            co_await changed_.wait(strand_);
+            co_await formed_event_.wait(strand_);
         if (formed_.empty()) co_return nullptr;
         auto c = std::move(formed_.front());
         formed_.pop_front();
@@ -372,13 +378,17 @@ private:
         // Cancelled (the connector is closing, or the other dial of a pair failed): the cause
         // is reported elsewhere.
         if (ec == asio::error::operation_aborted) co_return nullptr;
-        if (ec) {
-            std::string target = so.host.empty() && so.port.empty()
-                                     ? detail::to_string(targets.front())
-                                     : fmt::format("{}:{}", so.host, so.port);
-            throw std::system_error(ec, fmt::format("connect {} to {}", name, target));
-        }
+        if (ec)
+            throw std::system_error(ec, fmt::format("connect {} to {}", name,
+                                                    target_name(targets, so)));
         co_return adopt(name, std::move(socket), remote);
+    }
+
+    /// How a dialed side's target is named in messages: as configured, or its first address.
+    static std::string target_name(const std::vector<endpoint_type>& targets,
+                                   const side_options_type& so) {
+        return so.host.empty() && so.port.empty() ? detail::to_string(targets.front())
+                                                  : fmt::format("{}:{}", so.host, so.port);
     }
 
     // ---- sides ------------------------------------------------------------------------------
@@ -397,7 +407,7 @@ private:
             }
         }
         std::error_code ec;
-        socket.non_blocking(true, ec);
+        if (!socket.non_blocking()) socket.non_blocking(true, ec); // a dial may have set it
         set_no_delay(socket, ec);
         if (ec) log(log_level::warning, "{}: TCP_NODELAY on {}: {}", name, peer, ec.message());
         set_keep_alive(socket, side_opts(name).keepalive, ec, true);
@@ -454,7 +464,11 @@ private:
                 refuse(name, socket, peer, why);
                 continue;
             }
-            spawn(admit(adopt(name, std::move(socket), peer)));
+            auto side = adopt(name, std::move(socket), peer);
+            if (side_opts(name).auth)
+                spawn(admit(std::move(side)));
+            else
+                enqueue(std::move(side)); // nothing to wait for: no coroutine
         }
     }
 
@@ -571,38 +585,176 @@ private:
         if (mode_ == connector_mode::server_to_socket && opts_.multi) {
             // Paired as soon as its B is connected: what it sends meanwhile waits in the
             // kernel, and a departure shows once the pair relays. No watcher needed.
-            spawn(dial_for(std::move(side)));
+            dial_for(std::move(side));
         } else {
             spawn(watch(side));
             try_pair();
         }
     }
 
+    /// One attempt to connect a B for a multi-mode A, driven by completion handlers (no
+    /// coroutine frame): the targets in turn, each a non-blocking connect, a wait for
+    /// writability and SO_ERROR; all of it bounded by `connect_timeout`.
+    struct dial_attempt {
+        dial_attempt(const Executor& ex, const asio::strand<Executor>& strand)
+            : socket(ex)
+            , timer(strand) {}
+        socket_type socket;
+        asio::steady_timer timer;
+        std::size_t next = 0; // the next of targets_b_ to try
+        bool timer_armed = false;
+        bool timed_out = false;
+        bool done = false;
+        std::error_code last; // why the last target failed
+    };
+    using attempt_ptr = std::shared_ptr<dial_attempt>;
+
     /// server_to_socket with `multi`: dials a B for this A, then pairs them.
-    asio::awaitable<void> dial_for(std::shared_ptr<side_type> a) {
-        auto self = this->shared_from_this();
-        std::shared_ptr<side_type> b;
-        try {
-            b = co_await dial('B', targets_b_, opts_.b);
-        } catch (const std::exception& e) {
-            if (a->state_ == side_state::pending && !closing_)
-                log(log_level::warning, "{}; closing A {}", e.what(), a->remote());
+    void dial_for(std::shared_ptr<side_type> a) {
+        auto attempt = std::make_shared<dial_attempt>(ex_, strand_);
+        dialing_.insert(&attempt->socket);
+        // Armed only if a connect has to be waited for: a local peer usually answers at once.
+        attempt->timer.expires_after(opts_.connect_timeout);
+        connect_next(std::move(a), std::move(attempt));
+    }
+
+    /// Starts the attempt's connect_timeout, once: when it first waits for a connect.
+    void arm_dial_timer(const attempt_ptr& attempt) {
+        if (attempt->timer_armed) return;
+        attempt->timer_armed = true;
+        attempt->timer.async_wait(
+            asio::bind_executor(strand_, [self = this->shared_from_this(),
+                                          attempt](std::error_code ec) {
+                if (ec || attempt->done) return;
+                attempt->timed_out = true;
+                std::error_code ignored;
+                attempt->socket.close(ignored); // its wait completes, aborted
+            }));
+    }
+
+    /// Tries the next target of a B dial; completes the dial when none is left.
+    void connect_next(std::shared_ptr<side_type> a, attempt_ptr attempt) {
+        auto& socket = attempt->socket;
+        while (attempt->next < targets_b_.size()) {
+            const auto& target = targets_b_[attempt->next++];
+            std::error_code ec;
+            if (socket.is_open()) socket.close(ec);
+            socket.open(target.protocol(), ec);
+            if (!ec) socket.non_blocking(true, ec);
+            if (ec) {
+                attempt->last = ec;
+                continue;
+            }
+#if defined(ASIO_WINDOWS) || defined(__CYGWIN__)
+            arm_dial_timer(attempt);
+            socket.async_connect(target, connected_handler(std::move(a), std::move(attempt)));
+            return;
+#else
+            // Asio's async_connect would poll() the socket and set it non-blocking again.
+            if (::connect(socket.native_handle(), target.data(),
+                          static_cast<socklen_t>(target.size())) == 0)
+                return dial_done(std::move(a), std::move(attempt), {});
+            if (errno == EINPROGRESS || errno == EINTR) {
+                // Often already established when connect() returns (the handshake with a
+                // local peer completes before it does): then no wait, no SO_ERROR.
+                if (has_peer(socket)) return dial_done(std::move(a), std::move(attempt), {});
+                // Under way: writable once established or failed.
+                arm_dial_timer(attempt);
+                socket.async_wait(socket_type::wait_write,
+                                  connected_handler(std::move(a), std::move(attempt)));
+                return;
+            }
+            attempt->last.assign(errno, std::system_category());
+#endif
         }
-        if (!b) {
+        auto last = attempt->last;
+        dial_done(std::move(a), std::move(attempt), last);
+    }
+
+    /// Completes a connect under way to one target of a B dial.
+    auto connected_handler(std::shared_ptr<side_type> a, attempt_ptr attempt) {
+        return asio::bind_executor(strand_, [self = this->shared_from_this(), a = std::move(a),
+                                             attempt = std::move(attempt)](
+                                                std::error_code ec) mutable {
+#if !defined(ASIO_WINDOWS) && !defined(__CYGWIN__)
+            if (!ec) ec = pending_error(attempt->socket);
+#endif
+            self->connect_done(std::move(a), std::move(attempt), ec);
+        });
+    }
+
+#if !defined(ASIO_WINDOWS) && !defined(__CYGWIN__)
+    /// Whether a socket is connected (has a peer) already.
+    static bool has_peer(socket_type& socket) {
+        ::sockaddr_storage peer{};
+        socklen_t length = sizeof peer;
+        return ::getpeername(socket.native_handle(), reinterpret_cast<::sockaddr*>(&peer),
+                             &length) == 0;
+    }
+
+    /// The outcome of a non-blocking connect, once its socket is writable.
+    static std::error_code pending_error(socket_type& socket) {
+        int error = 0;
+        socklen_t length = sizeof error;
+        if (::getsockopt(socket.native_handle(), SOL_SOCKET, SO_ERROR, &error, &length) != 0)
+            error = errno;
+        return error ? std::error_code(error, std::system_category()) : std::error_code();
+    }
+#endif
+
+    /// A connect to one target has completed: done, or on to the next target.
+    void connect_done(std::shared_ptr<side_type> a, attempt_ptr attempt, std::error_code ec) {
+        if (attempt->timed_out) return dial_done(std::move(a), std::move(attempt), asio::error::timed_out);
+        if (!ec || ec == asio::error::operation_aborted || closing_)
+            return dial_done(std::move(a), std::move(attempt), ec);
+        attempt->last = ec;
+        connect_next(std::move(a), std::move(attempt));
+    }
+
+    /// The B dial for `a` has ended: pair them, or close `a` with the reason logged.
+    void dial_done(std::shared_ptr<side_type> a, attempt_ptr attempt, std::error_code ec) {
+        attempt->done = true;
+        if (attempt->timer_armed) attempt->timer.cancel();
+        dialing_.erase(&attempt->socket);
+        if (!ec && closing_) ec = asio::error::operation_aborted;
+        if (ec) {
+            std::error_code ignored;
+            attempt->socket.close(ignored);
+            // Cancelled: the connector is closing, and says so itself.
+            if (ec != asio::error::operation_aborted && a->state_ == side_state::pending)
+                log(log_level::warning, "connect B to {}: {}; closing A {}",
+                    target_name(targets_b_, opts_.b), ec.message(), a->remote());
             drop(a, "");
-            co_return;
+            return;
         }
+        auto b = adopt('B', std::move(attempt->socket), targets_b_[attempt->next - 1]);
+        b->just_connected_ = true;
+        if (opts_.b.auth) {
+            spawn(authenticate_then_pair(std::move(a), std::move(b)));
+            return;
+        }
+        pair_dialed(std::move(a), std::move(b));
+    }
+
+    asio::awaitable<void> authenticate_then_pair(std::shared_ptr<side_type> a,
+                                                 std::shared_ptr<side_type> b) {
+        auto self = this->shared_from_this();
         if (!co_await authenticate(b)) {
             drop(a, "");
             co_return;
         }
+        pair_dialed(std::move(a), std::move(b));
+    }
+
+    /// Pairs a multi-mode A with the B dialed for it, unless A has gone meanwhile.
+    void pair_dialed(std::shared_ptr<side_type> a, std::shared_ptr<side_type> b) {
         if (a->state_ != side_state::pending || closing_) {
             close_side(*b);
             maybe_finish();
-            co_return;
+            return;
         }
         b->state_ = side_state::pending;
-        pair(a, b);
+        pair(std::move(a), std::move(b));
     }
 
     /// While a side waits for its partner, keeps what it sends (up to `pending_byte_limit`)
@@ -715,7 +867,7 @@ private:
         if (mode_ != connector_mode::server_to_server &&
             !(mode_ == connector_mode::server_to_socket && opts_.multi))
             stop_accepting();
-        changed_.notify_all();
+        formed_event_.notify_all();
     }
 
     /// Stops the servers and closes every side not yet paired. Single-pair modes do this once
@@ -739,7 +891,6 @@ private:
         update_counts();
         info("connection {} closed: {} (A->B {} bytes, B->A {} bytes)", c->id(), reason,
              c->bytes_a_to_b(), c->bytes_b_to_a());
-        changed_.notify_all();
         maybe_finish();
     }
 
@@ -797,14 +948,14 @@ private:
         for (auto& c : live_)
             c->close();
         update_counts();
-        changed_.notify_all();
+        formed_event_.notify_all(); // next_connection() returns null from now on
         if (live_.empty()) finish_close();
     }
 
     void finish_close() {
         closed_ = true;
         info("closed");
-        changed_.notify_all();
+        closed_event_.notify_all();
     }
 
     // ---- helpers ----------------------------------------------------------------------------
@@ -858,7 +1009,9 @@ private:
     std::deque<std::shared_ptr<connection_type>> formed_;
     asio::steady_timer grace_timer_;
     asio::steady_timer drain_timer_;
-    detail::strand_event changed_;
+    // Wakes next_connection() (a connection formed, or closing) and wait_closed() (closed).
+    detail::strand_event formed_event_;
+    detail::strand_event closed_event_;
     bool grace_passed_ = false;
     bool draining_ = false;
     std::size_t authenticating_a_ = 0; // sides of authenticating_ that are A / B

@@ -70,6 +70,9 @@ private:
     std::vector<char> early_;
     /// The peer ended its stream before the side was joined (after sending `early_`).
     bool early_eof_ = false;
+    /// Connected a moment ago and not read since: its first read would find nothing, so the
+    /// connection starts by waiting for it to be readable.
+    bool just_connected_ = false;
 };
 
 } // namespace socket_connector
