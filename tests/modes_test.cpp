@@ -198,6 +198,38 @@ asio::awaitable<void> server_to_socket_multi() {
     co_await c->wait_closed();
 }
 
+/// Server-speaks-first protocols (SMTP, SSH, a database greeting): with multi, B's first bytes
+/// must reach A although A has sent nothing and B was connected an instant before.
+asio::awaitable<void> server_to_socket_multi_b_speaks_first() {
+    auto ex = co_await asio::this_coro::executor;
+    tcp::acceptor target(ex, loopback(0));
+    sc::options o = loopback_options();
+    o.b.endpoint = target.local_endpoint();
+    o.multi = true;
+    auto c = co_await sc::server_to_socket(ex, std::move(o));
+    const std::size_t sizes[] = {12, 4096, (256u << 10) + 7};
+    for (std::size_t i = 0; i < 3; ++i) {
+        auto a = co_await connect_to(c->side_a_port());
+        auto b = co_await target.async_accept(asio::use_awaitable);
+        auto banner = pattern(70 + i, sizes[i]);
+        co_await send_all(b, banner, false);
+        auto greeted = co_await read_exactly(a, banner.size());
+        CHECK(checksum(greeted) == checksum(banner));
+        // Then A answers and each side ends its stream.
+        auto answer = pattern(80 + i, 1000 + i);
+        co_await send_all(a, answer);
+        auto heard = co_await read_to_eof(b);
+        CHECK(checksum(heard) == checksum(answer));
+        b.shutdown(tcp::socket::shutdown_send);
+        auto rest = co_await read_to_eof(a);
+        CHECK(rest.empty());
+    }
+    CHECK(co_await eventually([&] { return c->connections() == 0; }));
+    CHECK(c->stats().connections_total == 3);
+    c->close();
+    co_await c->wait_closed();
+}
+
 asio::awaitable<void> server_to_socket_multi_refused() {
     auto ex = co_await asio::this_coro::executor;
     // Bound but not listening: connecting to it is refused.
@@ -372,6 +404,12 @@ TEST_CASE("server_to_socket dials B up front and serves only the first A", "[mod
 TEST_CASE("server_to_socket with multi dials one B per A", "[modes]") {
     asio::io_context io;
     run(io, server_to_socket_multi(), 30s);
+}
+
+TEST_CASE("server_to_socket with multi relays a B that speaks first, before A sends anything",
+          "[modes]") {
+    asio::io_context io;
+    run(io, server_to_socket_multi_b_speaks_first(), 30s);
 }
 
 TEST_CASE("server_to_socket with multi closes an A whose B is refused and keeps serving",
