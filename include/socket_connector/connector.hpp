@@ -1,8 +1,8 @@
 #pragma once
 
 #include <algorithm>
-#include <cerrno>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdint>
 #include <deque>
@@ -379,8 +379,8 @@ private:
         // is reported elsewhere.
         if (ec == asio::error::operation_aborted) co_return nullptr;
         if (ec)
-            throw std::system_error(ec, fmt::format("connect {} to {}", name,
-                                                    target_name(targets, so)));
+            throw std::system_error(
+                ec, fmt::format("connect {} to {}", name, target_name(targets, so)));
         co_return adopt(name, std::move(socket), remote);
     }
 
@@ -593,8 +593,9 @@ private:
     }
 
     /// One attempt to connect a B for a multi-mode A, driven by completion handlers (no
-    /// coroutine frame): the targets in turn, each a non-blocking connect, a wait for
-    /// writability and SO_ERROR; all of it bounded by `connect_timeout`.
+    /// coroutine frame): the targets in turn, each a non-blocking connect, then (unless it is
+    /// established already) a wait for writability and SO_ERROR; all of it bounded by
+    /// `connect_timeout`.
     struct dial_attempt {
         dial_attempt(const Executor& ex, const asio::strand<Executor>& strand)
             : socket(ex)
@@ -622,9 +623,8 @@ private:
     void arm_dial_timer(const attempt_ptr& attempt) {
         if (attempt->timer_armed) return;
         attempt->timer_armed = true;
-        attempt->timer.async_wait(
-            asio::bind_executor(strand_, [self = this->shared_from_this(),
-                                          attempt](std::error_code ec) {
+        attempt->timer.async_wait(asio::bind_executor(
+            strand_, [self = this->shared_from_this(), attempt](std::error_code ec) {
                 if (ec || attempt->done) return;
                 attempt->timed_out = true;
                 std::error_code ignored;
@@ -673,14 +673,14 @@ private:
 
     /// Completes a connect under way to one target of a B dial.
     auto connected_handler(std::shared_ptr<side_type> a, attempt_ptr attempt) {
-        return asio::bind_executor(strand_, [self = this->shared_from_this(), a = std::move(a),
-                                             attempt = std::move(attempt)](
-                                                std::error_code ec) mutable {
+        auto on_connected = [self = this->shared_from_this(), a = std::move(a),
+                             attempt = std::move(attempt)](std::error_code ec) mutable {
 #if !defined(ASIO_WINDOWS) && !defined(__CYGWIN__)
             if (!ec) ec = pending_error(attempt->socket);
 #endif
             self->connect_done(std::move(a), std::move(attempt), ec);
-        });
+        };
+        return asio::bind_executor(strand_, std::move(on_connected));
     }
 
 #if !defined(ASIO_WINDOWS) && !defined(__CYGWIN__)
@@ -704,7 +704,8 @@ private:
 
     /// A connect to one target has completed: done, or on to the next target.
     void connect_done(std::shared_ptr<side_type> a, attempt_ptr attempt, std::error_code ec) {
-        if (attempt->timed_out) return dial_done(std::move(a), std::move(attempt), asio::error::timed_out);
+        if (attempt->timed_out)
+            return dial_done(std::move(a), std::move(attempt), asio::error::timed_out);
         if (!ec || ec == asio::error::operation_aborted || closing_)
             return dial_done(std::move(a), std::move(attempt), ec);
         attempt->last = ec;
@@ -728,11 +729,11 @@ private:
             return;
         }
         auto b = adopt('B', std::move(attempt->socket), targets_b_[attempt->next - 1]);
-        b->just_connected_ = true;
         if (opts_.b.auth) {
             spawn(authenticate_then_pair(std::move(a), std::move(b)));
             return;
         }
+        b->just_connected_ = true; // nothing read from it yet
         pair_dialed(std::move(a), std::move(b));
     }
 
