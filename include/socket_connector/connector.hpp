@@ -488,12 +488,14 @@ private:
     /// Closes a socket that a limit keeps out, logging why: the first refusal at once, then at
     /// most one line a second with the number refused meanwhile (a flood must not flood the log).
     void refuse(char name, socket_type& socket, const endpoint_type& peer, const std::string& why) {
-        std::error_code ignored;
-        socket.close(ignored);
         {
+            // Counted before the close: a client that sees its socket closed, on any thread,
+            // must find the refusal in stats().
             std::lock_guard lock(stats_mutex_);
             ++sockets_refused_;
         }
+        std::error_code ignored;
+        socket.close(ignored);
         ++refused_unlogged_;
         auto now = std::chrono::steady_clock::now();
         if (now - refusal_logged_ < std::chrono::seconds(1)) return;
