@@ -193,7 +193,10 @@ private:
         advance(way, std::move(self));
     }
 
+    /// Waits for the source: a bulk direction with a readiness wait (its next read splices),
+    /// any other with a small receive into the lane, which reads and waits in one operation.
     void wait_readable(int way, self_ptr self) {
+        if (!lanes_[way].bulk()) return receive_small(way, std::move(self));
         lanes_[way].waiting();
         source(way).socket_.async_wait(
             side_type::socket_type::wait_read,
@@ -201,6 +204,27 @@ private:
                 auto& me = *self;
                 me.ready(way, e, "read from", std::move(self));
             }));
+    }
+
+    void receive_small(int way, self_ptr self) {
+        source(way).socket_.async_receive(
+            lanes_[way].small_buffer(),
+            on_strand([self = std::move(self), way](std::error_code e, std::size_t n) mutable {
+                auto& me = *self;
+                me.received_small(way, e, n, std::move(self));
+            }));
+    }
+
+    void received_small(int way, std::error_code ec, std::size_t n, self_ptr self) {
+        if (ec == asio::error::operation_aborted || stopping_) {
+            lanes_[way].release();
+            return direction_ended(way, {}, std::move(self));
+        }
+        if (ec == asio::error::eof) return end_of_stream(way, std::move(self));
+        if (ec) return direction_ended(way, failure("read from", way, ec), std::move(self));
+        lanes_[way].took_small(source(way).socket_, n);
+        dir(way).last_active = std::chrono::steady_clock::now();
+        advance(way, std::move(self));
     }
 
     /// Moves chunks from source to sink until one of them would block, then waits for
@@ -231,6 +255,9 @@ private:
                     bytes.release();
                     return direction_ended(way, failure("write to", way, ec), std::move(self));
                 }
+                // A short read has most likely emptied the source: the small receive finds
+                // out, and waits if so, in one system call instead of two.
+                if (bytes.drained()) return receive_small(way, std::move(self));
             }
             auto step = bytes.fill(source(way).socket_, zero_copy_[way], ec);
             if (step == detail::lane_step::again) return wait_readable(way, std::move(self));

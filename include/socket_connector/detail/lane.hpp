@@ -4,10 +4,13 @@
 // than a coroutine: in a pipe (Linux zero-copy) or in a pooled buffer. A direction holds either
 // only between reading a chunk and writing it out, so an idle direction holds nothing at all.
 
+#include <array>
 #include <cerrno>
 #include <cstddef>
+#include <cstring>
 #include <optional>
 #include <system_error>
+#include <utility>
 
 #include <asio/buffer.hpp>
 #include <asio/error.hpp>
@@ -33,6 +36,47 @@ public:
     /// Whether bytes are held, read but not yet written.
     bool holding() const noexcept { return in_pipe_ > 0 || offset_ < length_; }
 
+    /// Whether the direction moves bulk (splices) rather than small chunks.
+    bool bulk() const noexcept { return bulk_; }
+
+    /// Whether the last copying read brought less than it asked for: the source has most
+    /// likely nothing more, so the next read is the small receive that also waits.
+    bool drained() const noexcept { return short_ && !bulk_; }
+
+    /// Where a small receive puts its bytes: a few bytes inside the lane, so that a direction
+    /// waiting for its source holds no pooled buffer. Only use when nothing is held.
+    ///
+    /// Waiting with a receive rather than a readiness wait saves a system call per wait (Asio
+    /// re-arms epoll for a wait, but tries a receive first and re-arms nothing); a chunk that
+    /// fits is then written straight from here.
+    asio::mutable_buffer small_buffer() noexcept { return asio::buffer(small_); }
+
+    /// A small receive brought `n` bytes. They are now held; if they filled the small buffer,
+    /// more may be waiting, so they move to a pooled buffer and one read without blocking
+    /// follows. An error of that read is kept for the next `fill`, after the bytes are written.
+    template <class Socket>
+    void took_small(Socket& from, std::size_t n) {
+        offset_ = 0;
+        length_ = n;
+        short_ = n < small_.size();
+        waited_ = false;
+        if (short_) {
+            bulk_ = false;
+            return;
+        }
+        buffer_.emplace();
+        std::memcpy(buffer_->data(), small_.data(), n);
+        std::error_code ec;
+        auto more = from.read_some(asio::buffer(buffer_->data() + n, buffer_->size() - n), ec);
+        if (ec) {
+            if (ec != asio::error::would_block && ec != asio::error::try_again) deferred_ = ec;
+            return; // EOF too: the next read sees it again
+        }
+        length_ += more;
+        short_ = length_ < buffer_->size();
+        if (length_ >= bulk_threshold) bulk_ = true;
+    }
+
     /// Reads one chunk from `from` without blocking, into a pipe if `zero_copy` allows it and
     /// the stream is moving bulk (one can be had), else into a buffer. Only call when nothing
     /// is held.
@@ -54,6 +98,7 @@ public:
                                       splice_chunk, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
                     if (n > 0) {
                         in_pipe_ = static_cast<std::size_t>(n);
+                        short_ = in_pipe_ < splice_chunk;
                         pipe_->set_empty(false);
                         if (waited_ && in_pipe_ < small_threshold) bulk_ = false;
                         waited_ = false;
@@ -72,11 +117,17 @@ public:
 #else
         (void)zero_copy;
 #endif
+        if (deferred_) {
+            ec = std::exchange(deferred_, {});
+            release();
+            return lane_step::failed;
+        }
         if (!buffer_) buffer_.emplace();
         offset_ = 0;
         length_ = from.read_some(asio::buffer(buffer_->data(), buffer_->size()), ec);
         waited_ = false;
         if (!ec) {
+            short_ = length_ < buffer_->size();
             if (length_ >= bulk_threshold) bulk_ = true;
             return lane_step::progress;
         }
@@ -116,7 +167,8 @@ public:
         }
 #endif
         while (offset_ < length_) {
-            auto m = to.write_some(asio::buffer(buffer_->data() + offset_, length_ - offset_), ec);
+            const char* held = buffer_ ? buffer_->data() : small_.data();
+            auto m = to.write_some(asio::buffer(held + offset_, length_ - offset_), ec);
             if (ec == asio::error::would_block || ec == asio::error::try_again) {
                 ec.clear();
                 return lane_step::again;
@@ -142,6 +194,8 @@ public:
 
     static constexpr std::size_t bulk_threshold = 16 * 1024;
     static constexpr std::size_t small_threshold = 4 * 1024;
+    /// Bytes a small receive takes in: most requests, replies and interactive messages fit.
+    static constexpr std::size_t small_size = 128;
 
 private:
 #if defined(__linux__)
@@ -154,8 +208,11 @@ private:
     std::size_t in_pipe_ = 0;
     std::size_t offset_ = 0;
     std::size_t length_ = 0;
-    bool bulk_ = false;   // the last reads were large: splice rather than copy
-    bool waited_ = false; // the next read is the first after a readiness wait
+    bool bulk_ = false;          // the last reads were large: splice rather than copy
+    bool waited_ = false;        // the next read is the first after a readiness wait
+    bool short_ = false;         // the last copying read brought less than it asked for
+    std::error_code deferred_{}; // a read error met after bytes that are still to be written
+    std::array<char, small_size> small_{};
 };
 
 } // namespace socket_connector::detail
