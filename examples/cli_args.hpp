@@ -51,7 +51,9 @@ MODE: server-to-server | server-to-socket | socket-to-server | socket-to-socket
   --auth-b TOKEN           what follows is relayed; other peers are dropped
   --auth-timeout SECS      how long a peer may take to authenticate (default 5)
   --connect-timeout SECS   how long an outbound connect may take (default 10)
-  --threads N              threads running the relay (default: one per core)
+  --threads N              threads running the relay (default: one per core); with
+                           server-to-socket --multi, one event loop per thread, each
+                           accepting on the address (SO_REUSEPORT) and relaying its own pairs
   --max-pending N          per side, at most N sockets authenticating or waiting for a
                            partner; more are closed at once (default 4096, 0: no limit)
   --max-connections N      at most N pairs open at once; while that many are open, newly

@@ -23,6 +23,7 @@
 #include <exception>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <span>
 #include <string>
 #include <string_view>
@@ -33,6 +34,7 @@
 #include <vector>
 
 #include <asio/co_spawn.hpp>
+#include <asio/executor_work_guard.hpp>
 #include <asio/io_context.hpp>
 #include <asio/multiple_exceptions.hpp>
 #include <asio/signal_set.hpp>
@@ -59,17 +61,44 @@ void print_stdout(std::string_view text) {
     std::fflush(stdout);
 }
 
-/// Runs one connector until it closes or a signal arrives. Its state lives on `strand_`: the
-/// signal handler and the main coroutine both run there.
+/// The counters of several connectors added up (their remote addresses merged, each once).
+sc::stats sum_of(const std::vector<std::shared_ptr<sc::connector>>& connectors) {
+    sc::stats total;
+    std::set<std::string> seen;
+    for (const auto& c : connectors) {
+        auto s = c->stats();
+        total.sockets_created += s.sockets_created;
+        total.bytes_a_to_b += s.bytes_a_to_b;
+        total.bytes_b_to_a += s.bytes_b_to_a;
+        total.connections_total += s.connections_total;
+        total.connections_open += s.connections_open;
+        total.auth_failures += s.auth_failures;
+        total.sockets_refused += s.sockets_refused;
+        for (auto& address : s.remote_addresses)
+            if (total.remote_addresses.size() < sc::connector::stats_address_limit &&
+                seen.insert(address).second)
+                total.remote_addresses.push_back(std::move(address));
+    }
+    return total;
+}
+
+/// Runs the connector until it closes or a signal arrives. Its state lives on `strand_`, on
+/// the first event loop: the signal handler and the main coroutine both run there.
+///
+/// A proxy (server-to-socket --multi) on N threads is N connectors, one per event loop, each
+/// accepting on the same address (SO_REUSEPORT: the kernel spreads new connections among them)
+/// and relaying the pairs it accepted on its own thread: no hand-off between threads, and no
+/// thread woken for another's events. They share one set of limits. Every other mode is one
+/// connector on one event loop that all N threads run.
 class relay {
 public:
-    relay(asio::io_context& io, config cfg)
-        : io_(io)
+    relay(std::vector<asio::io_context*> loops, config cfg)
+        : loops_(std::move(loops))
         , cfg_(std::move(cfg))
-        , strand_(asio::make_strand(io))
+        , strand_(asio::make_strand(*loops_.front()))
         , signals_(strand_, SIGINT, SIGTERM) {}
 
-    /// Starts watching for signals, then the connector; call before running the io_context.
+    /// Starts watching for signals, then the connector; call before running the loops.
     void start() {
         signals_.async_wait([this](const std::error_code& ec, int) { on_signal(ec); });
         asio::co_spawn(strand_, run(), [this](std::exception_ptr e) { on_done(e); });
@@ -92,25 +121,52 @@ public:
 
 private:
     asio::awaitable<void> run() {
-        asio::any_io_executor ex = io_.get_executor();
         // A named variable, not a temporary in the co_await: g++ 12 destroys such a temporary
         // twice.
         sc::options o = make_options(cfg_);
-        auto c = co_await sc::connector::create(cfg_.mode, ex, std::move(o));
-        connector_ = c;
-        if (signalled_) c->drain(cfg_.drain_timeout); // the signal came while starting up
+        const bool sharded = loops_.size() > 1;
+        if (sharded) {
+            o.a.reuse_port = true;
+            o.limit_group = std::make_shared<sc::shared_limits>();
+        }
+        for (std::size_t i = 0; i < loops_.size(); ++i) {
+            sc::options mine = o;
+            if (sharded) {
+                // Log lines say which loop: each counts its connections from 1.
+                auto base = o.logger ? o.logger : sc::stderr_logger();
+                mine.logger = [base, i](sc::log_level level, std::string_view line) {
+                    base(level, fmt::format("loop {}: {}", i + 1, line));
+                };
+            }
+            if (i > 0) {
+                // The others listen where the first one did (its port, when 0 was asked).
+                mine.a.host.clear();
+                mine.a.port.clear();
+                mine.a.endpoint = connectors_.front()->side_a_endpoint();
+            }
+            asio::any_io_executor ex = loops_[i]->get_executor();
+            auto c = co_await sc::connector::create(cfg_.mode, ex, std::move(mine));
+            connectors_.push_back(c);
+            if (signalled_) c->drain(cfg_.drain_timeout); // the signal came while starting up
+        }
+        auto& first = *connectors_.front();
         if (is_server(cfg_.mode, 'A'))
-            print_stdout(fmt::format("A listening on {}\n", sc::to_string(c->side_a_endpoint())));
+            print_stdout(
+                fmt::format("A listening on {}\n", sc::to_string(first.side_a_endpoint())));
         if (is_server(cfg_.mode, 'B'))
-            print_stdout(fmt::format("B listening on {}\n", sc::to_string(c->side_b_endpoint())));
-        co_await c->wait_closed();
-        if (cfg_.stats) print_stdout(c->stats().to_json() + "\n");
-        signals_.cancel(); // nothing else keeps the io_context running
+            print_stdout(
+                fmt::format("B listening on {}\n", sc::to_string(first.side_b_endpoint())));
+        for (auto& c : connectors_)
+            co_await c->wait_closed();
+        if (cfg_.stats) print_stdout(sum_of(connectors_).to_json() + "\n");
+        signals_.cancel(); // nothing else keeps the first loop running
     }
 
     void on_done(std::exception_ptr e) {
         if (!e) return;
         fail(describe(e));
+        for (auto& c : connectors_) // started before another failed to
+            c->close();
         signals_.cancel();
     }
 
@@ -132,51 +188,84 @@ private:
     void on_signal(const std::error_code& ec) {
         if (ec) return; // cancelled: the connector has closed
         if (signalled_) {
-            io_.stop(); // a second signal: stop waiting for the close to finish
+            stop_all(); // a second signal: stop waiting for the close to finish
             return;
         }
         signalled_ = true;
         signals_.async_wait([this](const std::error_code& next, int) { on_signal(next); });
-        if (connector_) {
-            // Stop accepting; live pairs may finish for up to --drain-timeout (0: close now).
-            // run() prints the stats and finishes once the connector has closed.
-            connector_->drain(cfg_.drain_timeout);
-        } else {
-            io_.stop(); // still starting up (resolving or connecting): nothing to report
+        if (connectors_.empty()) {
+            stop_all(); // still starting up (resolving or connecting): nothing to report
+            return;
         }
+        // Stop accepting; live pairs may finish for up to --drain-timeout (0: close now).
+        // run() prints the stats and finishes once every connector has closed.
+        for (auto& c : connectors_)
+            c->drain(cfg_.drain_timeout);
     }
 
-    asio::io_context& io_;
+    void stop_all() {
+        for (auto* loop : loops_)
+            loop->stop();
+    }
+
+    std::vector<asio::io_context*> loops_;
     config cfg_;
     asio::strand<asio::io_context::executor_type> strand_;
     asio::signal_set signals_;
-    std::shared_ptr<sc::connector> connector_;
+    std::vector<std::shared_ptr<sc::connector>> connectors_;
     bool signalled_ = false;
     mutable std::mutex mutex_;
     std::string error_;
 };
 
+/// Whether `cfg` is served by one connector per thread (see `relay`).
+bool one_loop_per_thread(const config& cfg) {
+#if defined(SO_REUSEPORT)
+    return cfg.mode == sc::connector_mode::server_to_socket && cfg.multi && cfg.threads > 1;
+#else
+    (void)cfg;
+    return false;
+#endif
+}
+
 /// Runs the relay on `cfg.threads` threads; the exit status.
 int serve(config cfg) {
-    unsigned threads = cfg.threads;
-    asio::io_context io(static_cast<int>(threads));
-    relay r(io, std::move(cfg));
+    const unsigned threads = cfg.threads;
+    const bool sharded = one_loop_per_thread(cfg);
+    // One event loop per thread, or one that every thread runs.
+    std::vector<std::unique_ptr<asio::io_context>> owned;
+    for (unsigned i = 0; i < (sharded ? threads : 1u); ++i)
+        owned.push_back(
+            std::make_unique<asio::io_context>(sharded ? 1 : static_cast<int>(threads)));
+    std::vector<asio::io_context*> loops;
+    for (auto& loop : owned)
+        loops.push_back(loop.get());
+    relay r(loops, std::move(cfg));
     r.start();
-    auto run = [&io, &r] {
+    // The other loops have nothing to do until their connector is made: keep them running
+    // until the first loop (which makes them, and waits for them to close) has finished.
+    std::vector<asio::executor_work_guard<asio::io_context::executor_type>> keep;
+    for (std::size_t i = 1; i < loops.size(); ++i)
+        keep.push_back(asio::make_work_guard(*loops[i]));
+    auto run = [&r, &loops](asio::io_context& io) {
         try {
             io.run();
         } catch (const std::exception& e) {
             r.fail(e.what());
-            io.stop();
+            for (auto* loop : loops)
+                loop->stop();
         } catch (...) {
             r.fail("unknown error");
-            io.stop();
+            for (auto* loop : loops)
+                loop->stop();
         }
     };
     std::vector<std::thread> pool;
     for (unsigned i = 1; i < threads; ++i)
-        pool.emplace_back(run);
-    run();
+        pool.emplace_back([&run, &loops, i] { run(*loops[i % loops.size()]); });
+    run(*loops.front());
+    for (auto& guard : keep)
+        guard.reset();
     for (auto& t : pool)
         t.join();
     if (r.exit_code() != 0) std::fprintf(stderr, "socket-connector: %s\n", r.error().c_str());

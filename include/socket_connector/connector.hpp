@@ -140,6 +140,12 @@ public:
 
     basic_connector(const basic_connector&) = delete;
     basic_connector& operator=(const basic_connector&) = delete;
+    /// A connector that never closed (its event loop went away first) leaves a shared limit
+    /// group's counts as if it had.
+    ~basic_connector() {
+        closed_ = true;
+        publish_counts();
+    }
 
     connector_mode mode() const noexcept { return mode_; }
     executor_type get_executor() const { return ex_; }
@@ -355,6 +361,15 @@ private:
         if (acceptor.open(endpoint.protocol(), ec); ec) throw fail("open");
         if constexpr (detail::is_tcp<Protocol>)
             acceptor.set_option(asio::socket_base::reuse_address(true), ec);
+        if (so.reuse_port) {
+#if defined(SO_REUSEPORT)
+            using reuse_port = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
+            if (acceptor.set_option(reuse_port(true), ec); ec) throw fail("SO_REUSEPORT on");
+#else
+            ec = asio::error::operation_not_supported;
+            throw fail("SO_REUSEPORT on");
+#endif
+        }
         if (acceptor.bind(endpoint, ec); ec) throw fail("bind");
         if (acceptor.listen(asio::socket_base::max_listen_connections, ec); ec)
             throw fail("listen");
@@ -474,11 +489,15 @@ private:
 
     /// Why a socket just accepted on side `name` may not be kept (a limit is hit), or empty.
     std::string over_limit(char name) const {
-        if (opts_.max_connections > 0 && live_.size() >= opts_.max_connections)
-            return fmt::format("{} connections open (max_connections)", live_.size());
+        const auto& group = opts_.limit_group;
+        if (opts_.max_connections > 0) {
+            auto live = group ? group->connections() : live_.size();
+            if (live >= opts_.max_connections)
+                return fmt::format("{} connections open (max_connections)", live);
+        }
         if (opts_.max_pending > 0) {
             auto waiting =
-                queue_of(name).size() + (name == 'A' ? authenticating_a_ : authenticating_b_);
+                group ? (name == 'A' ? group->pending_a() : group->pending_b()) : waiting_on(name);
             if (waiting >= opts_.max_pending)
                 return fmt::format("{} {} sockets already pending (max_pending)", waiting, name);
         }
@@ -522,6 +541,7 @@ private:
         if (verify) {
             authenticating_.insert(side);
             ++(side->name() == 'A' ? authenticating_a_ : authenticating_b_);
+            publish_counts();
             std::string failure;
             try {
                 asio::steady_timer timer(strand_, opts_.auth_timeout);
@@ -539,6 +559,7 @@ private:
             }
             authenticating_.erase(side);
             --(side->name() == 'A' ? authenticating_a_ : authenticating_b_);
+            publish_counts();
             if (closing_ || side->state_ == side_state::closed) {
                 close_side(*side);
                 co_return false;
@@ -957,6 +978,7 @@ private:
 
     void finish_close() {
         closed_ = true;
+        publish_counts(); // takes this connector's counts out of a shared limit group
         info("closed");
         closed_event_.notify_all();
     }
@@ -967,6 +989,29 @@ private:
         pending_a_count_ = pending_a_.size();
         pending_b_count_ = pending_b_.size();
         live_count_ = live_.size();
+        publish_counts();
+    }
+
+    /// Sockets of side `name` authenticating or waiting for a partner.
+    std::size_t waiting_on(char name) const {
+        return queue_of(name).size() + (name == 'A' ? authenticating_a_ : authenticating_b_);
+    }
+
+    /// Brings this connector's share of `limit_group`'s counts up to date (zero once closed).
+    void publish_counts() {
+        const auto& group = opts_.limit_group;
+        if (!group) return;
+        auto move_to = [](std::atomic<std::size_t>& total, std::size_t& mine, std::size_t now) {
+            if (now >= mine)
+                total.fetch_add(now - mine);
+            else
+                total.fetch_sub(mine - now);
+            mine = now;
+        };
+        const bool gone = closed_.load();
+        move_to(group->connections_, published_live_, gone ? 0 : live_.size());
+        move_to(group->pending_a_, published_waiting_a_, gone ? 0 : waiting_on('A'));
+        move_to(group->pending_b_, published_waiting_b_, gone ? 0 : waiting_on('B'));
     }
 
     template <class... Args>
@@ -1019,6 +1064,10 @@ private:
     bool draining_ = false;
     std::size_t authenticating_a_ = 0; // sides of authenticating_ that are A / B
     std::size_t authenticating_b_ = 0;
+    // This connector's share of opts_.limit_group's counts.
+    std::size_t published_live_ = 0;
+    std::size_t published_waiting_a_ = 0;
+    std::size_t published_waiting_b_ = 0;
     // Refusals (limits hit) since the last one was logged, and when that was.
     std::uint64_t refused_unlogged_ = 0;
     std::chrono::steady_clock::time_point refusal_logged_{};

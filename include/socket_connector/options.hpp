@@ -1,8 +1,10 @@
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <functional>
+#include <memory>
 #include <string>
 
 #include <asio/any_io_executor.hpp>
@@ -41,6 +43,33 @@ struct basic_side_options {
     transformer_factory transform{};
     /// TCP keep-alive for this side's sockets.
     socket_connector::keep_alive keepalive{};
+    /// A server side: bind with SO_REUSEPORT (Linux, the BSDs), so that several connectors,
+    /// each on its own thread, can listen on one address; the kernel spreads new connections
+    /// among them. Every listener of the address must set it.
+    bool reuse_port = false;
+};
+
+/// Counts that several connectors add up, so that their `max_connections` and `max_pending`
+/// hold for all of them together: give each connector the same object (say, one connector per
+/// thread, all listening on one address with `reuse_port`). Each connector adds its own
+/// counts while it runs and takes them back when it closes. The limits are checked as each
+/// socket is accepted, so connectors accepting at the same instant may pass a limit by one
+/// each.
+class shared_limits {
+public:
+    /// Live connections of all the connectors sharing this object.
+    std::size_t connections() const noexcept { return connections_.load(); }
+    /// Side A / side B sockets authenticating or waiting for a partner, over all of them.
+    std::size_t pending_a() const noexcept { return pending_a_.load(); }
+    std::size_t pending_b() const noexcept { return pending_b_.load(); }
+
+private:
+    template <class P, class E>
+    friend class basic_connector;
+
+    std::atomic<std::size_t> connections_{0};
+    std::atomic<std::size_t> pending_a_{0};
+    std::atomic<std::size_t> pending_b_{0};
 };
 
 /// Everything a connector is told when it is made; see the four factories in connector.hpp.
@@ -70,6 +99,9 @@ struct basic_options {
     /// At most this many live connections (pairs); while that many are open, a newly accepted
     /// socket is closed at once with a logged reason. 0: no limit.
     std::size_t max_connections = 0;
+    /// When set, `max_connections` and `max_pending` count the connections and sockets of every
+    /// connector given the same object, not only this one's.
+    std::shared_ptr<shared_limits> limit_group{};
     /// A connection that relays no byte either way for this long is closed. `no_timeout`: never.
     std::chrono::milliseconds idle_timeout = no_timeout;
     /// server_to_socket: make one outbound B connection per accepted A (a proxy). Without it,
