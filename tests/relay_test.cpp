@@ -35,6 +35,49 @@ asio::awaitable<void> both_ways_at_once(bool zero_copy) {
     co_await c->wait_closed();
 }
 
+/// Messages around the size of a direction's small receive (128 bytes), one at a time and each
+/// answered, the way requests and replies go: every size lands in one of its paths (fits,
+/// fills it exactly, overflows into a pooled buffer). Then a last message with the end of
+/// stream right behind it, and the reply with B's.
+asio::awaitable<void> small_messages_ping_pong() {
+    auto ex = co_await asio::this_coro::executor;
+    auto c = co_await sc::server_to_server(ex, loopback_options());
+    auto a = co_await connect_to(c->side_a_port());
+    auto b = co_await connect_to(c->side_b_port());
+    const std::size_t sizes[] = {1, 14, 127, 128, 129, 255, 256, 257, 4096, 70000, 128, 3};
+    std::uint64_t seed = 500;
+    std::size_t total = 0;
+    for (auto size : sizes) {
+        INFO("size " << size);
+        auto ping = pattern(seed++, size);
+        co_await send_all(a, ping, false);
+        auto got = co_await read_exactly(b, size);
+        CHECK(checksum(std::span<const char>(got.data(), got.size())) == checksum(ping));
+        auto pong = pattern(seed++, size);
+        co_await send_all(b, pong, false);
+        auto back = co_await read_exactly(a, size);
+        CHECK(checksum(std::span<const char>(back.data(), back.size())) == checksum(pong));
+        total += size;
+    }
+    for (std::size_t last : {std::size_t{128}, std::size_t{60}}) {
+        // The last message and its FIN arrive together; then the reply and B's FIN.
+        auto from_a = pattern(seed++, last);
+        auto from_b = pattern(seed++, last + 1);
+        auto x = co_await connect_to(c->side_a_port());
+        auto y = co_await connect_to(c->side_b_port());
+        co_await send_all(x, from_a); // then FIN
+        auto at_y = co_await read_to_eof(y);
+        CHECK(checksum(at_y) == checksum(from_a));
+        co_await send_all(y, from_b);
+        auto at_x = co_await read_to_eof(x);
+        CHECK(checksum(at_x) == checksum(from_b));
+    }
+    CHECK(c->stats().bytes_a_to_b == total + 128 + 60);
+    CHECK(co_await eventually([&] { return c->connections() == 1; }));
+    c->close();
+    co_await c->wait_closed();
+}
+
 asio::awaitable<void> half_close(bool a_first) {
     auto ex = co_await asio::this_coro::executor;
     sc::options o = loopback_options();
@@ -255,6 +298,12 @@ TEST_CASE("bytes relay both ways at once, byte for byte", "[relay]") {
 TEST_CASE("bytes relay both ways at once through user-space buffers too", "[relay]") {
     asio::io_context io;
     run(io, both_ways_at_once(false), 60s);
+}
+
+TEST_CASE("small requests and replies around the 128-byte receive relay byte for byte",
+          "[relay]") {
+    asio::io_context io;
+    run(io, small_messages_ping_pong());
 }
 
 TEST_CASE("a FIN from A half-closes B while B keeps sending", "[relay]") {
