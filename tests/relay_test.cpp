@@ -300,8 +300,7 @@ TEST_CASE("bytes relay both ways at once through user-space buffers too", "[rela
     run(io, both_ways_at_once(false), 60s);
 }
 
-TEST_CASE("small requests and replies around the 128-byte receive relay byte for byte",
-          "[relay]") {
+TEST_CASE("small requests and replies around the 128-byte receive relay byte for byte", "[relay]") {
     asio::io_context io;
     run(io, small_messages_ping_pong());
 }
