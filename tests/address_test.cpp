@@ -149,6 +149,29 @@ TEST_CASE("to_string writes endpoints with IPv6 in brackets", "[address]") {
           "127.0.0.1:9000");
     CHECK(sc::to_string(tcp::endpoint(asio::ip::make_address("::1"), 9000)) == "[::1]:9000");
     CHECK(sc::to_string(tcp::endpoint(tcp::v4(), 0)) == "0.0.0.0:0");
+    CHECK(sc::to_string(tcp::endpoint(asio::ip::make_address("255.255.255.255"), 65535)) ==
+          "255.255.255.255:65535");
+    CHECK(sc::to_string(tcp::endpoint(asio::ip::make_address("10.0.100.9"), 80)) ==
+          "10.0.100.9:80");
+    CHECK(sc::to_string(tcp::endpoint(asio::ip::make_address("::ffff:1.2.3.4"), 1)) ==
+          "[::ffff:1.2.3.4]:1");
+}
+
+TEST_CASE("every IPv4 address is written as inet_ntop writes it", "[address]") {
+    using asio::ip::tcp;
+    // The connector formats IPv4 itself (it does so on every accept): check it against the
+    // system's inet_ntop for each value a byte can take, in every position, and a port sweep.
+    for (unsigned v = 0; v < 256; ++v) {
+        for (unsigned position = 0; position < 4; ++position) {
+            asio::ip::address_v4::bytes_type bytes{1, 20, 255, 0};
+            bytes[position] = static_cast<unsigned char>(v);
+            asio::ip::address_v4 address(bytes);
+            auto port = static_cast<unsigned short>(v * 257 + position);
+            INFO("byte " << v << " at " << position);
+            CHECK(sc::to_string(tcp::endpoint(address, port)) ==
+                  address.to_string() + ":" + std::to_string(port));
+        }
+    }
 }
 
 TEST_CASE("a server side binds all IPv4 interfaces, a numeric address, or a name", "[address]") {

@@ -1,14 +1,41 @@
 #pragma once
 
+#include <cstddef>
 #include <string>
 
-#include <fmt/format.h>
+#include <asio/ip/address.hpp>
 
 #include <socket_connector/socket_options.hpp>
 
 namespace socket_connector::detail {
 
 using socket_connector::is_tcp;
+
+/// Appends `value` in decimal.
+inline void append_decimal(std::string& out, unsigned value) {
+    char digits[10];
+    int n = 0;
+    do {
+        digits[n++] = static_cast<char>('0' + value % 10);
+        value /= 10;
+    } while (value != 0);
+    while (n > 0)
+        out.push_back(digits[--n]);
+}
+
+/// An IP address as text: dotted quad for IPv4 (formatted here: it is on every accept and
+/// inet_ntop's sprintf costs more than the rest of accepting), RFC 5952 form for IPv6.
+inline void append_address(std::string& out, const asio::ip::address& address) {
+    if (address.is_v4()) {
+        auto bytes = address.to_v4().to_bytes();
+        for (std::size_t i = 0; i < bytes.size(); ++i) {
+            if (i != 0) out.push_back('.');
+            append_decimal(out, bytes[i]);
+        }
+    } else {
+        out += address.to_string();
+    }
+}
 
 /// An endpoint as people write it: `127.0.0.1:9000`, `[::1]:9000`, or a Unix socket's path.
 template <class Endpoint>
@@ -18,8 +45,14 @@ std::string to_string(const Endpoint& endpoint) {
                       endpoint.port();
                   }) {
         auto address = endpoint.address();
-        if (address.is_v6()) return fmt::format("[{}]:{}", address.to_string(), endpoint.port());
-        return fmt::format("{}:{}", address.to_string(), endpoint.port());
+        std::string out;
+        out.reserve(22); // 255.255.255.255:65535 fits without a reallocation
+        if (address.is_v6()) out.push_back('[');
+        append_address(out, address);
+        if (address.is_v6()) out.push_back(']');
+        out.push_back(':');
+        append_decimal(out, endpoint.port());
+        return out;
     } else if constexpr (requires { endpoint.path(); }) {
         auto path = std::string(endpoint.path());
         return path.empty() ? std::string("(unnamed)") : path; // clients rarely bind a path
@@ -32,7 +65,9 @@ std::string to_string(const Endpoint& endpoint) {
 template <class Endpoint>
 std::string address_of(const Endpoint& endpoint) {
     if constexpr (requires { endpoint.address(); }) {
-        return endpoint.address().to_string();
+        std::string out;
+        append_address(out, endpoint.address());
+        return out;
     } else {
         return to_string(endpoint);
     }
