@@ -125,6 +125,8 @@ private:
         // twice.
         sc::options o = make_options(cfg_);
         const bool sharded = loops_.size() > 1;
+        // Each loop is run by one thread (sharded, or a single thread in all): no strands.
+        o.one_thread = sharded || cfg_.threads == 1;
         if (sharded) {
             o.a.reuse_port = true;
             o.limit_group = std::make_shared<sc::shared_limits>();

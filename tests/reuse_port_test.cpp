@@ -6,36 +6,15 @@
 
 #include <atomic>
 #include <memory>
-#include <thread>
 #include <vector>
 
 #include <asio/detached.hpp>
-#include <asio/executor_work_guard.hpp>
 
 #include "support/net.hpp"
 
 using namespace test_support;
 
 namespace {
-
-/// An event loop on a thread of its own, running until destroyed.
-class loop_thread {
-public:
-    loop_thread()
-        : guard_(asio::make_work_guard(io_))
-        , thread_([this] { io_.run_for(90s); }) {}
-    ~loop_thread() {
-        guard_.reset();
-        io_.stop();
-        thread_.join();
-    }
-    asio::any_io_executor executor() { return io_.get_executor(); }
-
-private:
-    asio::io_context io_{1};
-    asio::executor_work_guard<asio::io_context::executor_type> guard_;
-    std::thread thread_;
-};
 
 /// Sends back everything one connection sends, then ends its stream.
 asio::awaitable<void> echo_back(tcp::socket socket) {

@@ -13,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include <asio/any_io_executor.hpp>
 #include <asio/bind_executor.hpp>
 #include <asio/buffer.hpp>
 #include <asio/co_spawn.hpp>
@@ -52,7 +53,7 @@ struct relay_context {
 /// It ends when both directions have ended (each end of stream passed on as a half-close), or at
 /// once when either side fails (reset, write error), it has been idle for the connector's
 /// `idle_timeout`, or `close()` is called; then both sockets are closed. Everything it does
-/// runs on its own strand.
+/// runs on its own strand (or on its one-thread executor, `options::one_thread`).
 ///
 /// A direction with no transformer and no traffic log (the common case) is driven by completion
 /// handlers: while idle it is one pending readiness wait and holds no buffer, pipe or coroutine
@@ -63,7 +64,9 @@ template <class Protocol, class Executor>
 class basic_connection : public std::enable_shared_from_this<basic_connection<Protocol, Executor>> {
 public:
     using side_type = basic_side<Protocol, Executor>;
-    using strand_type = asio::strand<Executor>;
+    /// Runs the connection's handlers one at a time: a strand of the connector's executor, or
+    /// that executor itself when its io_context has one thread (`options::one_thread`).
+    using strand_type = asio::any_io_executor;
     /// Told, on the connection's strand, that the connection has ended and why.
     using end_handler = std::function<void(std::shared_ptr<basic_connection>, std::string)>;
 
@@ -108,9 +111,10 @@ public:
         co_await asio::co_spawn(strand_, wait_closed_on_strand(), asio::use_awaitable);
     }
 
-    /// Starts relaying; `on_end` is called once when the connection has ended.
+    /// Starts relaying; `on_end` is called once when the connection has ended. Relaying starts
+    /// in a later turn of the event loop, never inside this call.
     void start(end_handler on_end) {
-        asio::dispatch(strand_, [self = this->shared_from_this(), on_end = std::move(on_end)] {
+        asio::post(strand_, [self = this->shared_from_this(), on_end = std::move(on_end)] {
             self->begin(std::move(on_end));
         });
     }

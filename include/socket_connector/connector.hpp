@@ -27,6 +27,7 @@
 #include <asio/experimental/awaitable_operators.hpp>
 #include <asio/ip/tcp.hpp>
 #include <asio/multiple_exceptions.hpp>
+#include <asio/post.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/strand.hpp>
 #include <asio/use_awaitable.hpp>
@@ -61,8 +62,9 @@ enum class connector_mode {
 ///
 /// Made by one of the four factories. Sides are checked by their auth verifier, wait in a
 /// first-in first-out queue per side, and are paired into connections as soon as both queues
-/// have one. All of the connector's own state lives on one strand; its public members may be
-/// called from any thread. Its coroutines keep it alive until it has closed.
+/// have one. All of the connector's own state lives on one strand (or, with `one_thread`, on its
+/// executor's one thread); its public members may be called from any thread. Its coroutines
+/// keep it alive until it has closed.
 template <class Protocol = asio::ip::tcp, class Executor = asio::any_io_executor>
 class basic_connector : public std::enable_shared_from_this<basic_connector<Protocol, Executor>> {
     struct private_tag {};
@@ -125,7 +127,7 @@ public:
     basic_connector(private_tag, connector_mode mode, Executor ex, options_type opts)
         : mode_(mode)
         , ex_(ex)
-        , strand_(asio::make_strand(ex))
+        , strand_(serial_executor(ex, opts.one_thread))
         , opts_(std::move(opts))
         , context_(std::make_shared<detail::relay_context>())
         , grace_timer_(strand_)
@@ -406,6 +408,14 @@ private:
                                                   : fmt::format("{}:{}", so.host, so.port);
     }
 
+    /// What runs an object's handlers one at a time: a new strand of `ex`, or `ex` itself when
+    /// its io_context is run by one thread (nothing to serialise; a strand would only add a
+    /// lock and a queue hop to every completion).
+    static asio::any_io_executor serial_executor(const Executor& ex, bool one_thread) {
+        if (one_thread) return ex;
+        return asio::make_strand(ex);
+    }
+
     // ---- sides ------------------------------------------------------------------------------
 
     /// Sets the socket options on a new socket (accepted from, or connected to, `remote`),
@@ -620,7 +630,7 @@ private:
     /// established already) a wait for writability and SO_ERROR; all of it bounded by
     /// `connect_timeout`.
     struct dial_attempt {
-        dial_attempt(const Executor& ex, const asio::strand<Executor>& strand)
+        dial_attempt(const Executor& ex, const asio::any_io_executor& strand)
             : socket(ex)
             , timer(strand) {}
         socket_type socket;
@@ -861,7 +871,8 @@ private:
             std::lock_guard lock(stats_mutex_);
             id = ++connections_total_;
         }
-        auto c = std::make_shared<connection_type>(asio::make_strand(ex_), a, b, id, context_);
+        auto c = std::make_shared<connection_type>(serial_executor(ex_, opts_.one_thread), a, b, id,
+                                                   context_);
         paired_once_ = true;
         if (opts_.before_joining) {
             try {
@@ -882,11 +893,13 @@ private:
         info("connection {}: A {} <-> B {}", id, a->remote(), b->remote());
         std::weak_ptr<basic_connector> weak = this->shared_from_this();
         c->start([weak](std::shared_ptr<connection_type> done, std::string reason) {
+            // Posted: the connector learns of it in a turn of its own, also when it shares
+            // the connection's thread and executor (one_thread).
             if (auto self = weak.lock())
-                asio::dispatch(self->strand_,
-                               [self, done = std::move(done), reason = std::move(reason)] {
-                                   self->connection_ended(done, reason);
-                               });
+                asio::post(self->strand_,
+                           [self, done = std::move(done), reason = std::move(reason)] {
+                               self->connection_ended(done, reason);
+                           });
         });
         if (mode_ != connector_mode::server_to_server &&
             !(mode_ == connector_mode::server_to_socket && opts_.multi))
@@ -1037,7 +1050,8 @@ private:
 
     connector_mode mode_;
     Executor ex_;
-    asio::strand<Executor> strand_;
+    /// Runs the connector's handlers one at a time (see `serial_executor`).
+    asio::any_io_executor strand_;
     options_type opts_;
     std::shared_ptr<detail::relay_context> context_;
 

@@ -10,10 +10,12 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include <asio/co_spawn.hpp>
 #include <asio/connect.hpp>
+#include <asio/executor_work_guard.hpp>
 #include <asio/experimental/as_tuple.hpp>
 #include <asio/experimental/awaitable_operators.hpp>
 #include <asio/io_context.hpp>
@@ -49,6 +51,28 @@ inline void run(asio::io_context& io, asio::awaitable<void> task,
     REQUIRE(done);
     if (error) std::rethrow_exception(error);
 }
+
+/// An event loop on a thread of its own (an io_context run by that one thread), running until
+/// destroyed, for at most 90 seconds.
+class loop_thread {
+public:
+    loop_thread()
+        : guard_(asio::make_work_guard(io_))
+        , thread_([this] { io_.run_for(90s); }) {}
+    ~loop_thread() {
+        guard_.reset();
+        io_.stop();
+        thread_.join();
+    }
+    loop_thread(const loop_thread&) = delete;
+    loop_thread& operator=(const loop_thread&) = delete;
+    asio::any_io_executor executor() { return io_.get_executor(); }
+
+private:
+    asio::io_context io_{1};
+    asio::executor_work_guard<asio::io_context::executor_type> guard_;
+    std::thread thread_;
+};
 
 /// Deterministic bytes: the same seed and size always give the same data.
 inline std::vector<char> pattern(std::uint64_t seed, std::size_t size) {
