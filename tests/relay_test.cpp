@@ -37,8 +37,8 @@ asio::awaitable<void> both_ways_at_once(bool zero_copy) {
 
 /// Messages around the size of a direction's small receive (128 bytes), one at a time and each
 /// answered, the way requests and replies go: every size lands in one of its paths (fits,
-/// fills it exactly, overflows into a pooled buffer). Then a last message with the end of
-/// stream right behind it, and the reply with B's.
+/// fills it exactly, overflows into a pooled buffer). Then last messages with the end of
+/// stream right behind them (the end rides with the last bytes), each way first.
 asio::awaitable<void> small_messages_ping_pong() {
     auto ex = co_await asio::this_coro::executor;
     auto c = co_await sc::server_to_server(ex, loopback_options());
@@ -59,8 +59,12 @@ asio::awaitable<void> small_messages_ping_pong() {
         CHECK(checksum(std::span<const char>(back.data(), back.size())) == checksum(pong));
         total += size;
     }
-    for (std::size_t last : {std::size_t{128}, std::size_t{60}}) {
-        // The last message and its FIN arrive together; then the reply and B's FIN.
+    const std::size_t lasts[] = {128, 60, 129, 300, 5000, 65535, 70000};
+    std::size_t ended_pairs = 0;
+    for (auto last : lasts) {
+        INFO("last message " << last);
+        // The last message and its FIN arrive together; then the reply and B's FIN (the
+        // connection closes behind it, the other way having ended).
         auto from_a = pattern(seed++, last);
         auto from_b = pattern(seed++, last + 1);
         auto x = co_await connect_to(c->side_a_port());
@@ -71,8 +75,22 @@ asio::awaitable<void> small_messages_ping_pong() {
         co_await send_all(y, from_b);
         auto at_x = co_await read_to_eof(x);
         CHECK(checksum(at_x) == checksum(from_b));
+        // The other way round: B's reply and FIN come first and are passed on as a half-close;
+        // A then still gets its last message through to B.
+        auto v = co_await connect_to(c->side_a_port());
+        auto w = co_await connect_to(c->side_b_port());
+        co_await send_all(w, from_b); // then FIN
+        auto at_v = co_await read_to_eof(v);
+        CHECK(checksum(at_v) == checksum(from_b));
+        co_await send_all(v, from_a);
+        auto at_w = co_await read_to_eof(w);
+        CHECK(checksum(at_w) == checksum(from_a));
+        total += 2 * last;
+        ended_pairs += 2;
     }
-    CHECK(c->stats().bytes_a_to_b == total + 128 + 60);
+    CHECK(c->stats().bytes_a_to_b == total);
+    auto s = c->stats();
+    CHECK(s.connections_total == 1 + ended_pairs);
     CHECK(co_await eventually([&] { return c->connections() == 1; }));
     c->close();
     co_await c->wait_closed();

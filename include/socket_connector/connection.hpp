@@ -259,6 +259,9 @@ private:
                     bytes.release();
                     return direction_ended(way, failure("write to", way, ec), std::move(self));
                 }
+                // The source ended right behind these bytes: pass the end on (it leaves with
+                // them, see lane::source_ended).
+                if (bytes.source_ended()) return end_of_stream(way, std::move(self));
                 // A short read has most likely emptied the source: the small receive finds
                 // out, and waits if so, in one system call instead of two.
                 if (bytes.drained()) return receive_small(way, std::move(self));

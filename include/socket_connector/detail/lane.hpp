@@ -14,6 +14,7 @@
 
 #include <asio/buffer.hpp>
 #include <asio/error.hpp>
+#include <asio/socket_base.hpp>
 
 #include <socket_connector/detail/buffer_pool.hpp>
 #include <socket_connector/detail/splice.hpp>
@@ -52,8 +53,10 @@ public:
     asio::mutable_buffer small_buffer() noexcept { return asio::buffer(small_); }
 
     /// A small receive brought `n` bytes. They are now held; if they filled the small buffer,
-    /// more may be waiting, so they move to a pooled buffer and one read without blocking
-    /// follows. An error of that read is kept for the next `fill`, after the bytes are written.
+    /// more may be waiting, so they move to a pooled buffer and reads without blocking follow:
+    /// one, and a second if the first was short, to see whether the source has ended its
+    /// stream behind these bytes (`source_ended`). An error of those reads is kept for the next
+    /// `fill`, after the bytes are written.
     template <class Socket>
     void took_small(Socket& from, std::size_t n) {
         offset_ = 0;
@@ -66,16 +69,29 @@ public:
         }
         buffer_.emplace();
         std::memcpy(buffer_->data(), small_.data(), n);
-        std::error_code ec;
-        auto more = from.read_some(asio::buffer(buffer_->data() + n, buffer_->size() - n), ec);
-        if (ec) {
-            if (ec != asio::error::would_block && ec != asio::error::try_again) deferred_ = ec;
-            return; // EOF too: the next read sees it again
+        for (int reads = 0; reads < 2 && length_ < buffer_->size(); ++reads) {
+            std::error_code ec;
+            auto more = from.read_some(
+                asio::buffer(buffer_->data() + length_, buffer_->size() - length_), ec);
+            if (ec == asio::error::eof) {
+                source_ended_ = true;
+                break;
+            }
+            if (ec) {
+                if (ec != asio::error::would_block && ec != asio::error::try_again) deferred_ = ec;
+                break;
+            }
+            length_ += more;
         }
-        length_ += more;
         short_ = length_ < buffer_->size();
         if (length_ >= bulk_threshold) bulk_ = true;
     }
+
+    /// Whether the source ended its stream right behind the bytes held (seen by `took_small`):
+    /// once they are written, the direction ends. Those bytes are written with MSG_MORE, so the
+    /// end of stream (a shutdown, or the close) leaves in the same segment as the last of them:
+    /// a closing reply costs one packet, not two.
+    bool source_ended() const noexcept { return source_ended_; }
 
     /// Reads one chunk from `from` without blocking, into a pipe if `zero_copy` allows it and
     /// the stream is moving bulk (one can be had), else into a buffer. Only call when nothing
@@ -168,7 +184,8 @@ public:
 #endif
         while (offset_ < length_) {
             const char* held = buffer_ ? buffer_->data() : small_.data();
-            auto m = to.write_some(asio::buffer(held + offset_, length_ - offset_), ec);
+            auto m = to.send(asio::buffer(held + offset_, length_ - offset_),
+                             source_ended_ ? more_to_come : 0, ec);
             if (ec == asio::error::would_block || ec == asio::error::try_again) {
                 ec.clear();
                 return lane_step::again;
@@ -196,6 +213,12 @@ public:
     static constexpr std::size_t small_threshold = 4 * 1024;
     /// Bytes a small receive takes in: most requests, replies and interactive messages fit.
     static constexpr std::size_t small_size = 128;
+#if defined(MSG_MORE)
+    /// Send flag: more follows at once (here, the end of stream), so hold a partial segment.
+    static constexpr int more_to_come = MSG_MORE;
+#else
+    static constexpr int more_to_come = 0;
+#endif
 
 private:
 #if defined(__linux__)
@@ -211,6 +234,7 @@ private:
     bool bulk_ = false;          // the last reads were large: splice rather than copy
     bool waited_ = false;        // the next read is the first after a readiness wait
     bool short_ = false;         // the last copying read brought less than it asked for
+    bool source_ended_ = false;  // the source's end of stream is right behind what is held
     std::error_code deferred_{}; // a read error met after bytes that are still to be written
     std::array<char, small_size> small_{};
 };
