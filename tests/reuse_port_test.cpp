@@ -16,35 +16,6 @@ using namespace test_support;
 
 namespace {
 
-/// Sends back everything one connection sends, then ends its stream.
-asio::awaitable<void> echo_back(tcp::socket socket) {
-    auto data = co_await read_to_eof(socket);
-    co_await send_all(socket, data);
-}
-
-/// Echoes each of `count` connections accepted on `target`, all at once.
-asio::awaitable<void> echo_each(tcp::acceptor& target, std::size_t count) {
-    auto ex = co_await asio::this_coro::executor;
-    for (std::size_t i = 0; i < count; ++i) {
-        auto socket = co_await target.async_accept(asio::use_awaitable);
-        asio::co_spawn(ex, echo_back(std::move(socket)), asio::detached);
-    }
-}
-
-struct client_result {
-    bool done = false;
-    bool intact = false;
-};
-
-asio::awaitable<void> echo_client(unsigned short port, std::uint64_t seed, std::size_t size,
-                                  client_result& r) {
-    auto socket = co_await connect_to(port);
-    auto sent = pattern(seed, size);
-    auto got = co_await send_and_receive(socket, sent);
-    r.intact = got.size() == sent.size() && checksum(got) == checksum(sent);
-    r.done = true;
-}
-
 asio::awaitable<void> two_loops_share_one_address(asio::any_io_executor loop1,
                                                   asio::any_io_executor loop2) {
     auto ex = co_await asio::this_coro::executor;

@@ -15,6 +15,7 @@
 
 #include <asio/co_spawn.hpp>
 #include <asio/connect.hpp>
+#include <asio/detached.hpp>
 #include <asio/executor_work_guard.hpp>
 #include <asio/experimental/as_tuple.hpp>
 #include <asio/experimental/awaitable_operators.hpp>
@@ -185,6 +186,37 @@ asio::awaitable<bool> eventually(Condition condition, std::chrono::milliseconds 
         co_await pause(2ms);
     }
     co_return true;
+}
+
+/// Sends back everything one connection sends, then ends its stream.
+inline asio::awaitable<void> echo_back(tcp::socket socket) {
+    auto data = co_await read_to_eof(socket);
+    co_await send_all(socket, data);
+}
+
+/// Echoes each of `count` connections accepted on `target`, all at once.
+inline asio::awaitable<void> echo_each(tcp::acceptor& target, std::size_t count) {
+    auto ex = co_await asio::this_coro::executor;
+    for (std::size_t i = 0; i < count; ++i) {
+        auto socket = co_await target.async_accept(asio::use_awaitable);
+        asio::co_spawn(ex, echo_back(std::move(socket)), asio::detached);
+    }
+}
+
+/// What `echo_client` saw: whether it finished, and whether the echo matched what it sent.
+struct client_result {
+    bool done = false;
+    bool intact = false;
+};
+
+/// Sends `size` patterned bytes through `port`, reads the echo to its end and checks it.
+inline asio::awaitable<void> echo_client(unsigned short port, std::uint64_t seed, std::size_t size,
+                                         client_result& r) {
+    auto socket = co_await connect_to(port);
+    auto sent = pattern(seed, size);
+    auto got = co_await send_and_receive(socket, sent);
+    r.intact = got.size() == sent.size() && checksum(got) == checksum(sent);
+    r.done = true;
 }
 
 /// Records every line a connector logs, for assertions.
