@@ -35,6 +35,14 @@ asio::awaitable<void> both_ways_at_once(bool zero_copy) {
     co_await c->wait_closed();
 }
 
+/// `from` sends `data` and ends its stream; true if `to` reads exactly that, then the end.
+asio::awaitable<bool> arrives_then_ends(tcp::socket& from, tcp::socket& to,
+                                        const std::vector<char>& data) {
+    co_await send_all(from, data); // then FIN
+    auto got = co_await read_to_eof(to);
+    co_return got.size() == data.size() && checksum(got) == checksum(data);
+}
+
 /// Messages around the size of a direction's small receive (128 bytes), one at a time and each
 /// answered, the way requests and replies go: every size lands in one of its paths (fits,
 /// fills it exactly, overflows into a pooled buffer). Then last messages with the end of
@@ -69,22 +77,18 @@ asio::awaitable<void> small_messages_ping_pong() {
         auto from_b = pattern(seed++, last + 1);
         auto x = co_await connect_to(c->side_a_port());
         auto y = co_await connect_to(c->side_b_port());
-        co_await send_all(x, from_a); // then FIN
-        auto at_y = co_await read_to_eof(y);
-        CHECK(checksum(at_y) == checksum(from_a));
-        co_await send_all(y, from_b);
-        auto at_x = co_await read_to_eof(x);
-        CHECK(checksum(at_x) == checksum(from_b));
+        bool request = co_await arrives_then_ends(x, y, from_a);
+        bool reply = co_await arrives_then_ends(y, x, from_b);
+        CHECK(request);
+        CHECK(reply);
         // The other way round: B's reply and FIN come first and are passed on as a half-close;
         // A then still gets its last message through to B.
         auto v = co_await connect_to(c->side_a_port());
         auto w = co_await connect_to(c->side_b_port());
-        co_await send_all(w, from_b); // then FIN
-        auto at_v = co_await read_to_eof(v);
-        CHECK(checksum(at_v) == checksum(from_b));
-        co_await send_all(v, from_a);
-        auto at_w = co_await read_to_eof(w);
-        CHECK(checksum(at_w) == checksum(from_a));
+        bool b_first = co_await arrives_then_ends(w, v, from_b);
+        bool a_after = co_await arrives_then_ends(v, w, from_a);
+        CHECK(b_first);
+        CHECK(a_after);
         total += 2 * last;
         ended_pairs += 2;
     }
