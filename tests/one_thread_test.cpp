@@ -152,15 +152,15 @@ a_one_thread_rendezvous_keeps_early_bytes_times_out_and_closes(asio::any_io_exec
 TEST_CASE("a proxy with one_thread relays every client byte for byte on its loop's thread and "
           "takes stats(), drain() and wait_closed() from another thread",
           "[one_thread]") {
-    loop_thread loop;
     asio::io_context io;
+    loop_thread loop; // after io: its thread stops before io goes
     run(io, a_one_thread_proxy_relays_and_is_driven_from_another_thread(loop.executor()), 60s);
 }
 
 TEST_CASE("a rendezvous with one_thread authenticates, keeps early bytes, closes idle pairs and "
           "takes close() from another thread",
           "[one_thread]") {
-    loop_thread loop;
     asio::io_context io;
+    loop_thread loop; // after io: its thread stops before io goes
     run(io, a_one_thread_rendezvous_keeps_early_bytes_times_out_and_closes(loop.executor()), 30s);
 }

@@ -145,9 +145,9 @@ asio::awaitable<void> a_second_listener_without_reuse_port_is_refused() {
 TEST_CASE("connectors on two event loops share one address with reuse_port, each relaying the "
           "clients it accepted",
           "[reuse_port]") {
-    loop_thread loop1;
-    loop_thread loop2;
     asio::io_context io;
+    loop_thread loop1; // after io: their threads stop before io goes
+    loop_thread loop2;
     run(io, two_loops_share_one_address(loop1.executor(), loop2.executor()), 60s);
 }
 

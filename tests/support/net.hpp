@@ -54,7 +54,10 @@ inline void run(asio::io_context& io, asio::awaitable<void> task,
 }
 
 /// An event loop on a thread of its own (an io_context run by that one thread), running until
-/// destroyed, for at most 90 seconds.
+/// destroyed, for at most 90 seconds. Declare it after any io_context whose coroutines await
+/// work on it: a completion for that io_context may still be on its way from this thread
+/// (holding work on it) when the awaiting coroutine has already finished, so this thread must
+/// stop first.
 class loop_thread {
 public:
     loop_thread()
