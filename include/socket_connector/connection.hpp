@@ -193,7 +193,7 @@ private:
     void after_early(int way, self_ptr self) {
         auto& from = source(way);
         if (from.early_eof_) return end_of_stream(way, std::move(self));
-        if (from.just_connected_) return wait_readable(way, std::move(self));
+        if (from.drained_) return wait_readable(way, std::move(self));
         advance(way, std::move(self));
     }
 

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -84,6 +85,8 @@ public:
     /// Sides that arrive before the pair forms keep at most this many bytes each; past it the
     /// connector stops reading them (backpressure) until they are paired.
     static constexpr std::size_t pending_byte_limit = 64 * 1024;
+    /// The most a proxy reads of what an accepted side has sent before dialing its B.
+    static constexpr std::size_t first_read_size = 16 * 1024;
     /// `stats().remote_addresses` keeps at most this many distinct addresses.
     static constexpr std::size_t stats_address_limit = 1024;
 
@@ -639,13 +642,21 @@ private:
         bool timer_armed = false;
         bool timed_out = false;
         bool done = false;
-        std::error_code last; // why the last target failed
+        bool data_first = false; // bytes are ready to go to B as soon as it is connected
+        std::error_code last;    // why the last target failed
     };
     using attempt_ptr = std::shared_ptr<dial_attempt>;
 
     /// server_to_socket with `multi`: dials a B for this A, then pairs them.
+    ///
+    /// What A has sent already is read first: when there is some (a client that speaks first
+    /// has usually sent its request by the time it is accepted), it is the first thing B gets,
+    /// so B's handshake can end with those bytes instead of a bare ACK (`delay_handshake_ack`).
     void dial_for(std::shared_ptr<side_type> a) {
+        if (auto ec = read_sent(*a)) return drop(a, ec.message());
         auto attempt = std::make_shared<dial_attempt>(ex_, strand_);
+        // With a verifier for B, B's authentication goes first, and B may be the one to speak.
+        attempt->data_first = !a->early_.empty() && !opts_.b.auth;
         dialing_.insert(&attempt->socket);
         // Armed only if a connect has to be waited for: a local peer usually answers at once.
         attempt->timer.expires_after(opts_.connect_timeout);
@@ -678,6 +689,7 @@ private:
                 attempt->last = ec;
                 continue;
             }
+            if (attempt->data_first) detail::delay_handshake_ack(socket);
 #if defined(ASIO_WINDOWS) || defined(__CYGWIN__)
             arm_dial_timer(attempt);
             socket.async_connect(target, connected_handler(std::move(a), std::move(attempt)));
@@ -766,7 +778,7 @@ private:
             spawn(authenticate_then_pair(std::move(a), std::move(b)));
             return;
         }
-        b->just_connected_ = true; // nothing read from it yet
+        b->drained_ = true; // just connected: nothing read from it yet
         pair_dialed(std::move(a), std::move(b));
     }
 
@@ -778,6 +790,26 @@ private:
             co_return;
         }
         pair_dialed(std::move(a), std::move(b));
+    }
+
+    /// Reads what a pending side has sent so far, without waiting, into its early bytes (at most
+    /// `first_read_size`); a side that has nothing to read is left as it is, and one that has
+    /// ended its stream is marked so. After a read that took everything, the relay's first
+    /// read of the side waits for more rather than finding nothing. The read's error, if any.
+    std::error_code read_sent(side_type& side) {
+        if (!side.early_.empty() || side.early_eof_) return {};
+        std::array<char, first_read_size> bytes;
+        std::error_code ec;
+        auto n = side.socket_.receive(asio::buffer(bytes), 0, ec);
+        if (ec == asio::error::would_block || ec == asio::error::try_again) return {};
+        if (ec == asio::error::eof) {
+            side.early_eof_ = true;
+            return {};
+        }
+        if (ec) return ec;
+        side.early_.assign(bytes.data(), bytes.data() + n);
+        side.drained_ = n < bytes.size();
+        return {};
     }
 
     /// Pairs a multi-mode A with the B dialed for it, unless A has gone meanwhile.

@@ -70,9 +70,9 @@ private:
     std::vector<char> early_;
     /// The peer ended its stream before the side was joined (after sending `early_`).
     bool early_eof_ = false;
-    /// Connected a moment ago and not read since: its first read would find nothing, so the
-    /// connection starts by waiting for it to be readable.
-    bool just_connected_ = false;
+    /// Its first read would find nothing (it was connected a moment ago, or `early_` holds all
+    /// it had sent), so the connection starts by waiting for it to be readable.
+    bool drained_ = false;
 };
 
 } // namespace socket_connector

@@ -73,4 +73,21 @@ std::string address_of(const Endpoint& endpoint) {
     }
 }
 
+/// Asks the kernel to hold back the last ACK of the TCP handshake that `socket` is about to
+/// start, so that it leaves with the first bytes sent rather than in a segment of its own: one
+/// packet less per connection (Linux: TCP_QUICKACK off before connect, as HAProxy's
+/// `tcp-smart-connect` does). Only for a socket that sends as soon as it is connected: the
+/// kernel sends the ACK alone if nothing follows within 200 ms. Best effort, no-op elsewhere.
+template <class Socket>
+void delay_handshake_ack(Socket& socket) noexcept {
+#if defined(TCP_QUICKACK)
+    if constexpr (is_tcp<typename Socket::protocol_type>) {
+        const int off = 0;
+        (void)::setsockopt(socket.native_handle(), IPPROTO_TCP, TCP_QUICKACK, &off, sizeof off);
+    }
+#else
+    (void)socket;
+#endif
+}
+
 } // namespace socket_connector::detail
