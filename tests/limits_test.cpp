@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include <asio/detached.hpp>
+
 #include "support/net.hpp"
 
 using namespace test_support;
@@ -114,6 +116,64 @@ asio::awaitable<void> max_connections_refuses_until_a_pair_ends() {
     CHECK(co_await eventually([&] { return c->connections() == 0; }));
     co_await relay_checked(*c, 42, 300'000);
     CHECK(c->stats().connections_total == 2);
+    c->close();
+    co_await c->wait_closed();
+}
+
+/// Whether the peer closes `socket` (sending nothing) within `limit`.
+asio::awaitable<bool> closed_within(tcp::socket& socket, std::chrono::milliseconds limit) {
+    asio::steady_timer timer(co_await asio::this_coro::executor, limit);
+    char byte = 0;
+    auto outcome = co_await (socket.async_read_some(asio::buffer(&byte, 1), use_tuple) ||
+                             timer.async_wait(use_tuple));
+    if (outcome.index() == 1) co_return false;
+    auto [ec, n] = std::get<0>(outcome);
+    co_return ec&& n == 0;
+}
+
+/// A proxy whose B does not answer at once: As whose B is still being dialed count toward
+/// max_connections, so a burst of As cannot open more pairs than the limit.
+asio::awaitable<void> max_connections_counts_a_proxys_dials() {
+    auto ex = co_await asio::this_coro::executor;
+    // A target that does not accept yet, with room in its queue for two connections: the
+    // third dial's SYN is dropped, and that dial stays under way (until the SYN is sent again).
+    tcp::acceptor target(ex);
+    target.open(tcp::v4());
+    target.bind({asio::ip::address_v4::loopback(), 0});
+    target.listen(1);
+    log_capture logs;
+    sc::options o = loopback_options();
+    o.b.endpoint = target.local_endpoint();
+    o.multi = true;
+    o.max_connections = 3;
+    o.connect_timeout = 20s;
+    o.timeout = sc::no_timeout;
+    o.logger = logs.logger();
+    auto c = co_await sc::server_to_socket(ex, std::move(o));
+    std::vector<tcp::socket> as;
+    for (int i = 0; i < 3; ++i)
+        as.push_back(co_await connect_to(c->side_a_port()));
+    CHECK(co_await eventually([&] { return c->connections() == 2 && c->pending_a() == 1; }));
+    // Two pairs and one being made: the limit is reached.
+    auto extra = co_await connect_to(c->side_a_port());
+    bool refused = co_await closed_within(extra, 5s);
+    CHECK(refused);
+    CHECK(c->stats().sockets_refused == 1);
+    INFO(logs.all());
+    CHECK(logs.contains("2 connections open and 1 being made (max_connections)"));
+    // The target accepts: the third dial completes, and all three pairs relay.
+    asio::co_spawn(ex, echo_each(target, 3), asio::detached);
+    CHECK(co_await eventually([&] { return c->connections() == 3; }));
+    for (std::size_t i = 0; i < as.size(); ++i) {
+        auto out = pattern(100 + i, 20000 + i);
+        auto back = co_await send_and_receive(as[i], out);
+        CHECK(back.size() == out.size());
+        CHECK(checksum(back) == checksum(out));
+    }
+    CHECK(co_await eventually([&] { return c->connections() == 0; }));
+    auto s = c->stats();
+    CHECK(s.connections_total == 3);
+    CHECK(s.sockets_refused == 1);
     c->close();
     co_await c->wait_closed();
 }
@@ -251,6 +311,11 @@ TEST_CASE("max_pending counts sides that are still authenticating", "[limits]") 
 TEST_CASE("max_connections refuses new sockets until a pair ends", "[limits]") {
     asio::io_context io;
     run(io, max_connections_refuses_until_a_pair_ends(), 20s);
+}
+
+TEST_CASE("max_connections counts the As a proxy is still dialing a B for", "[limits]") {
+    asio::io_context io;
+    run(io, max_connections_counts_a_proxys_dials(), 30s);
 }
 
 TEST_CASE("idle_timeout closes a pair that relays nothing", "[limits]") {

@@ -505,8 +505,17 @@ private:
         const auto& group = opts_.limit_group;
         if (opts_.max_connections > 0) {
             auto live = group ? group->connections() : live_.size();
-            if (live >= opts_.max_connections)
+            if (mode_ == connector_mode::server_to_socket && opts_.multi) {
+                // Every A a proxy keeps becomes a pair once its B is connected: those still
+                // authenticating or being dialed count already, or a burst of As would pass
+                // the limit while their dials are under way.
+                auto coming = group ? group->pending_a() : waiting_on('A');
+                if (live + coming >= opts_.max_connections)
+                    return fmt::format("{} connections open and {} being made (max_connections)",
+                                       live, coming);
+            } else if (live >= opts_.max_connections) {
                 return fmt::format("{} connections open (max_connections)", live);
+            }
         }
         if (opts_.max_pending > 0) {
             auto waiting =

@@ -97,7 +97,9 @@ struct basic_options {
     /// partner; a new socket past it is closed at once with a logged reason. 0: no limit.
     std::size_t max_pending = 4096;
     /// At most this many live connections (pairs); while that many are open, a newly accepted
-    /// socket is closed at once with a logged reason. 0: no limit.
+    /// socket is closed at once with a logged reason. A proxy (`server_to_socket` with `multi`)
+    /// counts its As still authenticating or being dialed a B as connections too (with
+    /// `limit_group`, the group's pending As). 0: no limit.
     std::size_t max_connections = 0;
     /// When set, `max_connections` and `max_pending` count the connections and sockets of every
     /// connector given the same object, not only this one's.
