@@ -167,6 +167,44 @@ asio::awaitable<void> nothing_first() {
     co_await p.connector->wait_closed();
 }
 
+/// A that resets its connection before the proxy accepts it, having sent nothing: the read
+/// before the dial meets the reset, so A is closed and no B is dialed for it.
+asio::awaitable<void> reset_before_accept() {
+    auto ex = co_await asio::this_coro::executor;
+    log_capture logs;
+    tcp::acceptor target(ex, {asio::ip::address_v4::loopback(), 0});
+    sc::options o = loopback_options();
+    o.b.endpoint = target.local_endpoint();
+    o.multi = true;
+    o.verbose = true;
+    o.logger = logs.logger();
+    auto c = co_await sc::server_to_socket(ex, std::move(o));
+    {
+        tcp::socket a(ex);
+        a.connect({asio::ip::address_v4::loopback(), c->side_a_port()});
+        a.set_option(asio::socket_base::linger(true, 0));
+        a.close(); // linger 0: a reset, not a FIN
+    }
+    CHECK(co_await eventually([&] { return logs.contains("left while pending"); }));
+    INFO(logs.all());
+    CHECK(logs.contains("reset"));
+    auto s = c->stats();
+    CHECK(s.sockets_created == 1); // A only: no B was dialed
+    CHECK(s.connections_total == 0);
+    CHECK(c->pending_a() == 0);
+    // The proxy goes on serving: the next A's request reaches a B.
+    auto request = pattern(97, 400);
+    auto a = connect_and_send_before_accept(ex, c->side_a_port(), request, true);
+    auto b = co_await target.async_accept(asio::use_awaitable);
+    auto at_b = co_await read_to_eof(b);
+    CHECK(checksum(at_b) == checksum(request));
+    b.shutdown(tcp::socket::shutdown_send);
+    auto rest = co_await read_to_eof(a);
+    CHECK(rest.empty());
+    c->close();
+    co_await c->wait_closed();
+}
+
 } // namespace
 
 TEST_CASE("a proxy sends what A sent before it was accepted with B's handshake, byte for byte",
@@ -187,4 +225,10 @@ TEST_CASE("a proxy relays a request and end of stream that A sent before it was 
 TEST_CASE("a proxy whose A sends nothing first dials B with a plain handshake", "[first_bytes]") {
     asio::io_context io;
     run(io, nothing_first(), 30s);
+}
+
+TEST_CASE("a proxy closes an A that reset before it was accepted, without dialing B",
+          "[first_bytes]") {
+    asio::io_context io;
+    run(io, reset_before_accept(), 30s);
 }
