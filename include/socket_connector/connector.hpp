@@ -376,9 +376,27 @@ private:
 #endif
         }
         if (acceptor.bind(endpoint, ec); ec) throw fail("bind");
+        listener_sets_options_[name == 'A' ? 0 : 1] = set_options_to_inherit(acceptor, so);
         if (acceptor.listen(asio::socket_base::max_listen_connections, ec); ec)
             throw fail("listen");
         co_return acceptor;
+    }
+
+    /// Sets TCP_NODELAY and the side's keep-alive on a listening socket, where the system
+    /// copies them to every socket it accepts (Linux): then an accepted socket needs no
+    /// system call for them, instead of one to five. Whether they were all set.
+    static bool set_options_to_inherit(acceptor_type& acceptor, const side_options_type& so) {
+#if defined(__linux__)
+        if constexpr (detail::is_tcp<Protocol>) {
+            std::error_code ec;
+            set_no_delay(acceptor, ec);
+            if (!ec) set_keep_alive(acceptor, so.keepalive, ec, true);
+            return !ec;
+        }
+#endif
+        (void)acceptor;
+        (void)so;
+        return false;
     }
 
     /// Connects to the first of `targets` that answers within `connect_timeout`.
@@ -436,13 +454,16 @@ private:
         }
         std::error_code ec;
         if (!socket.non_blocking()) socket.non_blocking(true, ec); // a dial may have set it
-        set_no_delay(socket, ec);
-        if (ec) log(log_level::warning, "{}: TCP_NODELAY on {}: {}", name, peer, ec.message());
-        set_keep_alive(socket, side_opts(name).keepalive, ec, true);
-        if (ec) log(log_level::warning, "{}: keep-alive on {}: {}", name, peer, ec.message());
+        const bool accepted = acceptor_of(name).has_value();
+        if (!accepted || !listener_sets_options_[name == 'A' ? 0 : 1]) {
+            set_no_delay(socket, ec);
+            if (ec) log(log_level::warning, "{}: TCP_NODELAY on {}: {}", name, peer, ec.message());
+            set_keep_alive(socket, side_opts(name).keepalive, ec, true);
+            if (ec) log(log_level::warning, "{}: keep-alive on {}: {}", name, peer, ec.message());
+        }
         auto side = std::make_shared<side_type>(name, std::move(socket), std::move(peer));
         side->transformer = side_opts(name).transform();
-        info("{}: {} {}", name, acceptor_of(name) ? "accepted" : "connected to", side->remote());
+        info("{}: {} {}", name, accepted ? "accepted" : "connected to", side->remote());
         return side;
     }
 
@@ -1101,6 +1122,8 @@ private:
     std::optional<acceptor_type> acceptor_b_;
     endpoint_type local_a_{};
     endpoint_type local_b_{};
+    // Whether side A's / B's listener carries the socket options its accepted sockets inherit.
+    bool listener_sets_options_[2] = {false, false};
     unsigned short port_a_ = 0;
     unsigned short port_b_ = 0;
     std::vector<endpoint_type> targets_b_;
