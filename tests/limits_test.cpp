@@ -120,17 +120,6 @@ asio::awaitable<void> max_connections_refuses_until_a_pair_ends() {
     co_await c->wait_closed();
 }
 
-/// Whether the peer closes `socket` (sending nothing) within `limit`.
-asio::awaitable<bool> closed_within(tcp::socket& socket, std::chrono::milliseconds limit) {
-    asio::steady_timer timer(co_await asio::this_coro::executor, limit);
-    char byte = 0;
-    auto outcome = co_await (socket.async_read_some(asio::buffer(&byte, 1), use_tuple) ||
-                             timer.async_wait(use_tuple));
-    if (outcome.index() == 1) co_return false;
-    auto [ec, n] = std::get<0>(outcome);
-    co_return ec&& n == 0;
-}
-
 /// A proxy whose B does not answer at once: As whose B is still being dialed count toward
 /// max_connections, so a burst of As cannot open more pairs than the limit.
 asio::awaitable<void> max_connections_counts_a_proxys_dials() {

@@ -99,13 +99,7 @@ asio::awaitable<bool> turned_away(unsigned short port, std::chrono::milliseconds
     tcp::socket socket(ex);
     auto [connect_ec] = co_await socket.async_connect(loopback(port), use_tuple);
     if (connect_ec) co_return true;
-    asio::steady_timer timer(ex, limit);
-    char byte = 0;
-    auto outcome = co_await (socket.async_read_some(asio::buffer(&byte, 1), use_tuple) ||
-                             timer.async_wait(use_tuple));
-    if (outcome.index() == 1) co_return false;
-    auto [ec, n] = std::get<0>(outcome);
-    co_return ec&& n == 0;
+    co_return co_await closed_within(socket, limit);
 }
 
 asio::awaitable<void> server_to_socket_single() {

@@ -191,6 +191,18 @@ asio::awaitable<bool> eventually(Condition condition, std::chrono::milliseconds 
     co_return true;
 }
 
+/// Whether the peer closes `socket` (EOF or reset) without sending anything within `limit`.
+inline asio::awaitable<bool> closed_within(tcp::socket& socket, std::chrono::milliseconds limit) {
+    using namespace asio::experimental::awaitable_operators;
+    asio::steady_timer timer(co_await asio::this_coro::executor, limit);
+    char byte = 0;
+    auto outcome = co_await (socket.async_read_some(asio::buffer(&byte, 1), use_tuple) ||
+                             timer.async_wait(use_tuple));
+    if (outcome.index() == 1) co_return false;
+    auto [ec, n] = std::get<0>(outcome);
+    co_return ec&& n == 0;
+}
+
 /// Sends back everything one connection sends, then ends its stream.
 inline asio::awaitable<void> echo_back(tcp::socket socket) {
     auto data = co_await read_to_eof(socket);
