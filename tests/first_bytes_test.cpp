@@ -7,6 +7,8 @@
 #include <cstdint>
 #include <cstring>
 #include <optional>
+#include <span>
+#include <string>
 #include <vector>
 
 #include <asio/write.hpp>
@@ -205,7 +207,76 @@ asio::awaitable<void> reset_before_accept() {
     co_await c->wait_closed();
 }
 
+/// Flips every bit of each byte: a transformer whose output differs from its input everywhere.
+struct inverting_transformer {
+    void transform(std::span<const char> in, std::vector<char>& out) {
+        for (char c : in)
+            out.push_back(static_cast<char>(~c));
+    }
+    void finish(std::vector<char>&) {}
+};
+
+std::vector<char> inverted(std::vector<char> bytes) {
+    for (auto& c : bytes)
+        c = static_cast<char>(~c);
+    return bytes;
+}
+
+/// How A's transformer is chosen in `first_bytes_transformed`.
+enum class chosen_by { side_options, before_joining, none_but_logged };
+
+/// A's request, sent and ended before the proxy accepts it, reaches B through A's transformer
+/// (set in the side's options, or by before_joining just before the pair starts), or shows in
+/// the traffic log: bytes sent while B is dialed must not skip either.
+asio::awaitable<void> first_bytes_transformed(chosen_by how) {
+    auto ex = co_await asio::this_coro::executor;
+    log_capture logs;
+    tcp::acceptor target(ex, {asio::ip::address_v4::loopback(), 0});
+    sc::options o = loopback_options();
+    o.b.endpoint = target.local_endpoint();
+    o.multi = true;
+    if (how == chosen_by::side_options) o.a.transform = inverting_transformer{};
+    if (how == chosen_by::before_joining)
+        o.before_joining = [](sc::connection& c) {
+            c.side_a().transformer = inverting_transformer{};
+        };
+    if (how == chosen_by::none_but_logged) {
+        o.log_traffic = true;
+        o.logger = logs.logger();
+    }
+    auto c = co_await sc::server_to_socket(ex, std::move(o));
+    std::string text = "GET /first HTTP/1.1\r\nHost: loopback\r\n\r\n";
+    std::vector<char> request(text.begin(), text.end());
+    auto a = connect_and_send_before_accept(ex, c->side_a_port(), request, true);
+    auto b = co_await target.async_accept(asio::use_awaitable);
+    auto at_b = co_await read_to_eof(b);
+    auto expected = how == chosen_by::none_but_logged ? request : inverted(request);
+    CHECK(at_b.size() == expected.size());
+    CHECK(checksum(at_b) == checksum(expected));
+    if (how == chosen_by::none_but_logged) {
+        INFO(logs.all());
+        CHECK(logs.contains("A -> B"));
+        CHECK(logs.contains("GET /first"));
+    }
+    b.shutdown(tcp::socket::shutdown_send);
+    auto rest = co_await read_to_eof(a);
+    CHECK(rest.empty());
+    CHECK(co_await eventually([&] { return c->connections() == 0; }));
+    c->close();
+    co_await c->wait_closed();
+}
+
 } // namespace
+
+TEST_CASE("a proxy's first bytes from A go through A's transformer and the traffic log",
+          "[first_bytes]") {
+    for (auto how :
+         {chosen_by::side_options, chosen_by::before_joining, chosen_by::none_but_logged}) {
+        INFO("case " << static_cast<int>(how));
+        asio::io_context io;
+        run(io, first_bytes_transformed(how), 30s);
+    }
+}
 
 TEST_CASE("a proxy sends what A sent before it was accepted with B's handshake, byte for byte",
           "[first_bytes]") {

@@ -111,10 +111,12 @@ public:
         co_await asio::co_spawn(strand_, wait_closed_on_strand(), asio::use_awaitable);
     }
 
-    /// Starts relaying; `on_end` is called once when the connection has ended. Relaying starts
-    /// in a later turn of the event loop, never inside this call.
+    /// Starts relaying; `on_end` is called once when the connection has ended, never inside
+    /// this call. Relaying is dispatched to the connection's executor, so it may start inside
+    /// this call (on a thread that runs that executor) rather than in a later turn of the
+    /// event loop.
     void start(end_handler on_end) {
-        asio::post(strand_, [self = this->shared_from_this(), on_end = std::move(on_end)] {
+        asio::dispatch(strand_, [self = this->shared_from_this(), on_end = std::move(on_end)] {
             self->begin(std::move(on_end));
         });
     }
@@ -160,6 +162,7 @@ private:
         auto& from = source(way);
         auto& to = sink(way);
         auto& d = dir(way);
+        counted(way, from.early_sent_); // sent by the connector while it dialed `to`
         if (from.transformer || d.traffic) {
             asio::co_spawn(strand_,
                            detail::pump(from.socket_, to.socket_, std::move(from.early_),

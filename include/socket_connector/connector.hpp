@@ -491,34 +491,55 @@ private:
         return name == 'A' ? pending_a_ : pending_b_;
     }
 
+    /// Most connections one turn of an accept loop takes from the backlog, without a trip
+    /// through the event loop for each, before it lets other work run.
+    static constexpr int accepts_per_turn = 64;
+
     asio::awaitable<void> accept_loop(char name) {
         auto self = this->shared_from_this();
         auto& acceptor = *acceptor_of(name);
         endpoint_type peer;
+        // A non-blocking listener: the connections that queue up while one is handled are
+        // taken at once, in this turn, instead of one completion (and one epoll_wait) each.
+        std::error_code nb;
+        acceptor.non_blocking(true, nb);
         for (;;) {
             auto [ec, socket] = co_await acceptor.async_accept(peer, detail::use_tuple);
-            if (closing_ || !acceptor.is_open() || ec == asio::error::operation_aborted) co_return;
-            if (ec) {
-                log(log_level::warning, "{}: accept: {}", name, ec.message());
-                if (ec == asio::error::no_descriptors || ec == asio::error::no_buffer_space ||
-                    ec == asio::error::no_memory ||
-                    ec == std::error_code(ENFILE, std::system_category())) {
+            for (int taken = 0;;) {
+                if (closing_ || !acceptor.is_open() || ec == asio::error::operation_aborted)
+                    co_return;
+                if (ec) {
+                    if (!accept_failed(name, ec)) break;
                     // Out of descriptors or memory: wait rather than spin on the backlog.
                     asio::steady_timer pause(strand_, std::chrono::milliseconds(100));
                     co_await pause.async_wait(detail::use_tuple);
+                    break;
                 }
-                continue;
+                accepted(name, std::move(socket), peer);
+                if (nb || ++taken == accepts_per_turn) break;
+                socket = acceptor.accept(peer, ec);
+                if (ec == asio::error::would_block || ec == asio::error::try_again) break;
             }
-            if (auto why = over_limit(name); !why.empty()) {
-                refuse(name, socket, peer, why);
-                continue;
-            }
-            auto side = adopt(name, std::move(socket), peer);
-            if (side_opts(name).auth)
-                spawn(admit(std::move(side)));
-            else
-                enqueue(std::move(side)); // nothing to wait for: no coroutine
         }
+    }
+
+    /// Logs a failed accept; true if it says the process is out of descriptors or memory.
+    bool accept_failed(char name, const std::error_code& ec) {
+        log(log_level::warning, "{}: accept: {}", name, ec.message());
+        return ec == asio::error::no_descriptors || ec == asio::error::no_buffer_space ||
+               ec == asio::error::no_memory ||
+               ec == std::error_code(ENFILE, std::system_category());
+    }
+
+    /// Takes a socket just accepted on side `name`: refused (a limit is hit), or adopted and
+    /// authenticated or queued.
+    void accepted(char name, socket_type socket, const endpoint_type& peer) {
+        if (auto why = over_limit(name); !why.empty()) return refuse(name, socket, peer, why);
+        auto side = adopt(name, std::move(socket), peer);
+        if (side_opts(name).auth)
+            spawn(admit(std::move(side)));
+        else
+            enqueue(std::move(side)); // nothing to wait for: no coroutine
     }
 
     /// Why a socket just accepted on side `name` may not be kept (a limit is hit), or empty.
@@ -673,6 +694,7 @@ private:
         bool timed_out = false;
         bool done = false;
         bool data_first = false; // bytes are ready to go to B as soon as it is connected
+        bool send_ahead = false; // and they may be sent by the dial itself (see `send_ahead`)
         std::error_code last;    // why the last target failed
     };
     using attempt_ptr = std::shared_ptr<dial_attempt>;
@@ -687,6 +709,10 @@ private:
         auto attempt = std::make_shared<dial_attempt>(ex_, strand_);
         // With a verifier for B, B's authentication goes first, and B may be the one to speak.
         attempt->data_first = !a->early_.empty() && !opts_.b.auth;
+        // Only bytes that go out unchanged: no transformer, no traffic log, and no hook that
+        // could set a transformer for the pair first.
+        attempt->send_ahead = attempt->data_first && !a->transformer && !opts_.log_traffic &&
+                              !opts_.before_joining;
         dialing_.insert(&attempt->socket);
         // Armed only if a connect has to be waited for: a local peer usually answers at once.
         attempt->timer.expires_after(opts_.connect_timeout);
@@ -732,7 +758,16 @@ private:
             if (errno == EINPROGRESS || errno == EINTR) {
                 // Often already established when connect() returns (the handshake with a
                 // local peer completes before it does): then no wait, no SO_ERROR.
-                if (has_peer(socket)) return dial_done(std::move(a), std::move(attempt), {});
+                if (attempt->send_ahead) {
+                    auto sent = send_ahead(*a, socket);
+                    if (!sent) return dial_done(std::move(a), std::move(attempt), {});
+                    if (sent != asio::error::would_block && sent != asio::error::try_again) {
+                        attempt->last = sent; // the connect failed
+                        continue;
+                    }
+                } else if (has_peer(socket)) {
+                    return dial_done(std::move(a), std::move(attempt), {});
+                }
                 // Under way: writable once established or failed.
                 arm_dial_timer(attempt);
                 socket.async_wait(socket_type::wait_write,
@@ -765,6 +800,20 @@ private:
         socklen_t length = sizeof peer;
         return ::getpeername(socket.native_handle(), reinterpret_cast<::sockaddr*>(&peer),
                              &length) == 0;
+    }
+
+    /// Sends A's first bytes on a B socket whose connect is under way, without waiting: this
+    /// is also what finds out whether the handshake is done (sent: established, and its last
+    /// ACK leaves with them; would_block: still under way; another error: the connect failed).
+    /// Saves the `getpeername` check and a turn of the event loop for the first write. What
+    /// was sent leaves A's early bytes and is counted when the pair starts.
+    static std::error_code send_ahead(side_type& a, socket_type& socket) {
+        std::error_code ec;
+        auto n = socket.send(asio::buffer(a.early_), 0, ec); // non-blocking: would_block
+        if (ec) return ec;
+        a.early_.erase(a.early_.begin(), a.early_.begin() + static_cast<std::ptrdiff_t>(n));
+        a.early_sent_ += n;
+        return {};
     }
 
     /// The outcome of a non-blocking connect, once its socket is writable.

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -68,6 +69,9 @@ private:
     std::atomic<side_state> state_{side_state::authenticating};
     /// Bytes that arrived before the side was joined (auth leftover first), relayed first.
     std::vector<char> early_;
+    /// Early bytes that the connector sent to the partner already, while dialing it (counted
+    /// as relayed when the connection starts).
+    std::size_t early_sent_ = 0;
     /// The peer ended its stream before the side was joined (after sending `early_`).
     bool early_eof_ = false;
     /// Its first read would find nothing (it was connected a moment ago, or `early_` holds all
