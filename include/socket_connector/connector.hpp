@@ -711,8 +711,8 @@ private:
         attempt->data_first = !a->early_.empty() && !opts_.b.auth;
         // Only bytes that go out unchanged: no transformer, no traffic log, and no hook that
         // could set a transformer for the pair first.
-        attempt->send_ahead = attempt->data_first && !a->transformer && !opts_.log_traffic &&
-                              !opts_.before_joining;
+        attempt->send_ahead =
+            attempt->data_first && !a->transformer && !opts_.log_traffic && !opts_.before_joining;
         dialing_.insert(&attempt->socket);
         // Armed only if a connect has to be waited for: a local peer usually answers at once.
         attempt->timer.expires_after(opts_.connect_timeout);
