@@ -61,9 +61,7 @@ asio::awaitable<void> a_burst_is_served_whole() {
     constexpr std::size_t count = 40;
     tcp::acceptor target(ex, {asio::ip::address_v4::loopback(), 0});
     asio::co_spawn(ex, echo_each(target, count), asio::detached);
-    sc::options o = loopback_options();
-    o.b.endpoint = target.local_endpoint();
-    o.multi = true;
+    sc::options o = proxy_options(target);
     auto c = co_await sc::server_to_socket(ex, std::move(o));
     auto as = burst(ex, c->side_a_port(), count, 500);
     std::vector<outcome> outcomes;
@@ -96,9 +94,7 @@ asio::awaitable<void> a_burst_respects_max_connections() {
     tcp::acceptor target(ex, {asio::ip::address_v4::loopback(), 0});
     asio::co_spawn(ex, echo_each(target, limit), asio::detached);
     log_capture logs;
-    sc::options o = loopback_options();
-    o.b.endpoint = target.local_endpoint();
-    o.multi = true;
+    sc::options o = proxy_options(target);
     o.max_connections = limit;
     o.logger = logs.logger();
     auto c = co_await sc::server_to_socket(ex, std::move(o));

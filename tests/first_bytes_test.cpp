@@ -63,9 +63,7 @@ struct proxy {
 asio::awaitable<proxy> start_proxy() {
     auto ex = co_await asio::this_coro::executor;
     tcp::acceptor target(ex, {asio::ip::address_v4::loopback(), 0});
-    sc::options o = loopback_options();
-    o.b.endpoint = target.local_endpoint();
-    o.multi = true;
+    sc::options o = proxy_options(target);
     auto c = co_await sc::server_to_socket(ex, std::move(o));
     co_return proxy{std::move(target), std::move(c)};
 }
@@ -175,9 +173,7 @@ asio::awaitable<void> reset_before_accept() {
     auto ex = co_await asio::this_coro::executor;
     log_capture logs;
     tcp::acceptor target(ex, {asio::ip::address_v4::loopback(), 0});
-    sc::options o = loopback_options();
-    o.b.endpoint = target.local_endpoint();
-    o.multi = true;
+    sc::options o = proxy_options(target);
     o.verbose = true;
     o.logger = logs.logger();
     auto c = co_await sc::server_to_socket(ex, std::move(o));
@@ -232,9 +228,7 @@ asio::awaitable<void> first_bytes_transformed(chosen_by how) {
     auto ex = co_await asio::this_coro::executor;
     log_capture logs;
     tcp::acceptor target(ex, {asio::ip::address_v4::loopback(), 0});
-    sc::options o = loopback_options();
-    o.b.endpoint = target.local_endpoint();
-    o.multi = true;
+    sc::options o = proxy_options(target);
     if (how == chosen_by::side_options) o.a.transform = inverting_transformer{};
     if (how == chosen_by::before_joining)
         o.before_joining = [](sc::connection& c) {

@@ -268,4 +268,12 @@ inline sc::options loopback_options() {
     return o;
 }
 
+/// Options for a proxy on loopback (server_to_socket with `multi`) whose B is `target`.
+inline sc::options proxy_options(const tcp::acceptor& target) {
+    sc::options o = loopback_options();
+    o.b.endpoint = target.local_endpoint();
+    o.multi = true;
+    return o;
+}
+
 } // namespace test_support
