@@ -7,8 +7,6 @@
 #include <cstdint>
 #include <vector>
 
-#include <asio/write.hpp>
-
 #include "support/net.hpp"
 
 using namespace test_support;
@@ -16,20 +14,19 @@ using namespace asio::experimental::awaitable_operators;
 
 namespace {
 
-/// `count` As connected to `port`, each with its request sent and its stream ended, all before
-/// the proxy can accept any of them: the calls block this thread, which runs the proxy too.
-std::vector<tcp::socket> burst(asio::any_io_executor ex, unsigned short port, std::size_t count,
-                               std::uint64_t seed) {
-    std::vector<tcp::socket> as;
-    for (std::size_t i = 0; i < count; ++i) {
-        tcp::socket a(ex);
-        a.connect({asio::ip::address_v4::loopback(), port});
-        asio::write(a, asio::buffer(pattern(seed + i, 100 + 37 * i)));
-        a.shutdown(tcp::socket::shutdown_send);
-        as.push_back(std::move(a));
+/// `count` As connected to `port`, each with its request (kept in `sent`) sent and its stream
+/// ended, all before the proxy can accept any of them: the calls block this thread, which
+/// runs the proxy too.
+struct burst {
+    burst(asio::any_io_executor ex, unsigned short port, std::size_t count, std::uint64_t seed) {
+        for (std::size_t i = 0; i < count; ++i) {
+            sent.push_back(pattern(seed + i, 100 + 37 * i));
+            as.push_back(connect_and_send_before_accept(ex, port, sent.back(), true));
+        }
     }
-    return as;
-}
+    std::vector<tcp::socket> as;
+    std::vector<std::vector<char>> sent;
+};
 
 /// What one A of a burst got back: its echo (checked), or a refusal.
 struct outcome {
@@ -37,21 +34,22 @@ struct outcome {
     bool refused = false;
 };
 
-asio::awaitable<void> read_outcome(tcp::socket& a, std::vector<char> sent, outcome& out) {
+asio::awaitable<void> read_outcome(tcp::socket& a, const std::vector<char>& sent, outcome& out) {
     auto got = co_await read_until_closed(a);
     out.refused = got.closed && got.bytes.empty();
     out.echoed = got.bytes.size() == sent.size() && checksum(got.bytes) == checksum(sent);
 }
 
-asio::awaitable<void> read_outcomes(std::vector<tcp::socket>& as, std::uint64_t seed,
-                                    std::vector<outcome>& outcomes) {
+/// Reads what each A of `b` gets back, all at once.
+asio::awaitable<std::vector<outcome>> read_outcomes(burst& b) {
     auto ex = co_await asio::this_coro::executor;
-    outcomes.assign(as.size(), {});
+    std::vector<outcome> outcomes(b.as.size());
     std::size_t finished = 0;
-    for (std::size_t i = 0; i < as.size(); ++i)
-        asio::co_spawn(ex, read_outcome(as[i], pattern(seed + i, 100 + 37 * i), outcomes[i]),
+    for (std::size_t i = 0; i < b.as.size(); ++i)
+        asio::co_spawn(ex, read_outcome(b.as[i], b.sent[i], outcomes[i]),
                        [&finished](std::exception_ptr) { ++finished; });
-    CHECK(co_await eventually([&] { return finished == as.size(); }, 20s));
+    CHECK(co_await eventually([&] { return finished == b.as.size(); }, 20s));
+    co_return outcomes;
 }
 
 /// 40 As queued in the backlog before the proxy runs: every one is paired with its own B and
@@ -63,9 +61,8 @@ asio::awaitable<void> a_burst_is_served_whole() {
     asio::co_spawn(ex, echo_each(target, count), asio::detached);
     sc::options o = proxy_options(target);
     auto c = co_await sc::server_to_socket(ex, std::move(o));
-    auto as = burst(ex, c->side_a_port(), count, 500);
-    std::vector<outcome> outcomes;
-    co_await read_outcomes(as, 500, outcomes);
+    burst as(ex, c->side_a_port(), count, 500);
+    auto outcomes = co_await read_outcomes(as);
     std::size_t echoed = 0;
     for (auto& r : outcomes)
         echoed += r.echoed ? 1 : 0;
@@ -76,8 +73,8 @@ asio::awaitable<void> a_burst_is_served_whole() {
     CHECK(s.sockets_created == 2 * count);
     CHECK(s.sockets_refused == 0);
     std::uint64_t bytes = 0;
-    for (std::size_t i = 0; i < count; ++i)
-        bytes += 100 + 37 * i;
+    for (auto& request : as.sent)
+        bytes += request.size();
     CHECK(s.bytes_a_to_b == bytes);
     CHECK(s.bytes_b_to_a == bytes);
     c->close();
@@ -98,9 +95,8 @@ asio::awaitable<void> a_burst_respects_max_connections() {
     o.max_connections = limit;
     o.logger = logs.logger();
     auto c = co_await sc::server_to_socket(ex, std::move(o));
-    auto as = burst(ex, c->side_a_port(), count, 700);
-    std::vector<outcome> outcomes;
-    co_await read_outcomes(as, 700, outcomes);
+    burst as(ex, c->side_a_port(), count, 700);
+    auto outcomes = co_await read_outcomes(as);
     std::size_t echoed = 0;
     std::size_t refused = 0;
     for (std::size_t i = 0; i < count; ++i) {

@@ -518,9 +518,7 @@ asio::awaitable<void> multi_b_times_out() {
     target.bind(loopback(0));
     target.listen(0);
     constexpr auto connect_timeout = 800ms;
-    sc::options o = loopback_options();
-    o.b.endpoint = target.local_endpoint();
-    o.multi = true;
+    sc::options o = proxy_options(target);
     o.timeout = sc::no_timeout;
     o.connect_timeout = connect_timeout;
     o.logger = capture.logger();

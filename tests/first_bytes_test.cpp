@@ -11,8 +11,6 @@
 #include <string>
 #include <vector>
 
-#include <asio/write.hpp>
-
 #if defined(__linux__)
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -43,17 +41,6 @@ std::optional<std::uint32_t> bare_segments_in(tcp::socket& socket) {
     return segs_in - data_segs_in;
 }
 #endif
-
-/// A connected to the proxy, with `first` sent and (if asked) its stream ended, all before the
-/// proxy can accept it: the calls block this thread, which is the one that runs the proxy.
-tcp::socket connect_and_send_before_accept(asio::any_io_executor ex, unsigned short port,
-                                           const std::vector<char>& first, bool then_end) {
-    tcp::socket a(ex);
-    a.connect({asio::ip::address_v4::loopback(), port});
-    if (!first.empty()) asio::write(a, asio::buffer(first));
-    if (then_end) a.shutdown(tcp::socket::shutdown_send);
-    return a;
-}
 
 struct proxy {
     tcp::acceptor target;

@@ -131,9 +131,7 @@ asio::awaitable<void> max_connections_counts_a_proxys_dials() {
     target.bind({asio::ip::address_v4::loopback(), 0});
     target.listen(1);
     log_capture logs;
-    sc::options o = loopback_options();
-    o.b.endpoint = target.local_endpoint();
-    o.multi = true;
+    sc::options o = proxy_options(target);
     o.max_connections = 3;
     o.connect_timeout = 20s;
     o.timeout = sc::no_timeout;

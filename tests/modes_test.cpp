@@ -197,9 +197,7 @@ asio::awaitable<void> server_to_socket_multi() {
 asio::awaitable<void> server_to_socket_multi_b_speaks_first() {
     auto ex = co_await asio::this_coro::executor;
     tcp::acceptor target(ex, loopback(0));
-    sc::options o = loopback_options();
-    o.b.endpoint = target.local_endpoint();
-    o.multi = true;
+    sc::options o = proxy_options(target);
     auto c = co_await sc::server_to_socket(ex, std::move(o));
     const std::size_t sizes[] = {12, 4096, (256u << 10) + 7};
     for (std::size_t i = 0; i < 3; ++i) {

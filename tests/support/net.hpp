@@ -268,6 +268,17 @@ inline sc::options loopback_options() {
     return o;
 }
 
+/// A connected to the proxy, with `first` sent and (if asked) its stream ended, all before the
+/// proxy can accept it: the calls block this thread, which is the one that runs the proxy.
+inline tcp::socket connect_and_send_before_accept(asio::any_io_executor ex, unsigned short port,
+                                                  const std::vector<char>& first, bool then_end) {
+    tcp::socket a(ex);
+    a.connect({asio::ip::address_v4::loopback(), port});
+    if (!first.empty()) asio::write(a, asio::buffer(first));
+    if (then_end) a.shutdown(tcp::socket::shutdown_send);
+    return a;
+}
+
 /// Options for a proxy on loopback (server_to_socket with `multi`) whose B is `target`.
 inline sc::options proxy_options(const tcp::acceptor& target) {
     sc::options o = loopback_options();
