@@ -39,6 +39,7 @@
 #endif
 
 #include <socket_connector/connection.hpp>
+#include <socket_connector/detail/native_socket.hpp>
 #include <socket_connector/detail/pump.hpp>
 #include <socket_connector/detail/socket_options.hpp>
 #include <socket_connector/detail/strand_event.hpp>
@@ -503,11 +504,25 @@ private:
         // taken at once, in this turn, instead of one completion (and one epoll_wait) each.
         std::error_code nb;
         acceptor.non_blocking(true, nb);
+        // On Linux the loop waits for the listener to be readable and accepts itself, with
+        // accept4: each socket comes non-blocking (see detail/native_socket.hpp).
+        const bool by_hand = detail::native_sockets && !nb;
         for (;;) {
-            auto [ec, socket] = co_await acceptor.async_accept(peer, detail::use_tuple);
+            std::error_code ec;
+            socket_type socket(ex_);
+            if (by_hand) {
+                auto [wait_ec] =
+                    co_await acceptor.async_wait(acceptor_type::wait_read, detail::use_tuple);
+                ec = wait_ec;
+                if (!ec) detail::accept_non_blocking(acceptor, socket, peer, ec);
+            } else {
+                std::tie(ec, socket) = co_await acceptor.async_accept(peer, detail::use_tuple);
+            }
             for (int taken = 0;;) {
                 if (closing_ || !acceptor.is_open() || ec == asio::error::operation_aborted)
                     co_return;
+                // Readable, but the connection went (or was never there): wait again.
+                if (ec == asio::error::would_block || ec == asio::error::try_again) break;
                 if (ec) {
                     if (!accept_failed(name, ec)) break;
                     // Out of descriptors or memory: wait rather than spin on the backlog.
@@ -517,8 +532,7 @@ private:
                 }
                 accepted(name, std::move(socket), peer);
                 if (nb || ++taken == accepts_per_turn) break;
-                socket = acceptor.accept(peer, ec);
-                if (ec == asio::error::would_block || ec == asio::error::try_again) break;
+                detail::accept_non_blocking(acceptor, socket, peer, ec); // moved from: closed
             }
         }
     }
@@ -528,7 +542,7 @@ private:
         log(log_level::warning, "{}: accept: {}", name, ec.message());
         return ec == asio::error::no_descriptors || ec == asio::error::no_buffer_space ||
                ec == asio::error::no_memory ||
-               ec == std::error_code(ENFILE, std::system_category());
+               ec == std::error_code(ENFILE, asio::error::get_system_category());
     }
 
     /// Takes a socket just accepted on side `name`: refused (a limit is hit), or adopted and
@@ -739,8 +753,7 @@ private:
             const auto& target = targets_b_[attempt->next++];
             std::error_code ec;
             if (socket.is_open()) socket.close(ec);
-            socket.open(target.protocol(), ec);
-            if (!ec) socket.non_blocking(true, ec);
+            detail::open_non_blocking(socket, target.protocol(), ec);
             if (ec) {
                 attempt->last = ec;
                 continue;

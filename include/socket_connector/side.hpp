@@ -50,7 +50,10 @@ public:
     const std::string& remote() const noexcept { return remote_; }
     side_state state() const noexcept { return state_.load(); }
     /// The socket. Only touch it from the connector's strand before the side is joined (in an
-    /// auth verifier or `before_joining`); once joined, the connection owns it.
+    /// auth verifier or `before_joining`); once joined, the connection owns it. It is
+    /// non-blocking (and close-on-exec on Linux). Keep no duplicate of its descriptor (`dup()`,
+    /// or a `fork()` without `exec`): the connector closes it without first taking it out of
+    /// the event loop's epoll set, which a duplicate would keep it in.
     socket_type& socket() noexcept { return socket_; }
 
     /// Rewrites the bytes leaving this side; empty means they are relayed unchanged.
