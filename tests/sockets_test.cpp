@@ -51,7 +51,8 @@ std::function<void(sc::connection&)> recorder(seen_flags& seen) {
     };
 }
 
-void check_flags(const socket_flags& f) {
+void check_flags(const socket_flags& f, const char* side) {
+    INFO(side);
     CHECK(f.non_blocking);
     CHECK(f.asio_non_blocking);
 #if defined(__linux__)
@@ -78,14 +79,8 @@ asio::awaitable<void> accepted_sockets() {
     CHECK(at_a.size() == to_a.size());
     CHECK(checksum(at_a) == checksum(to_a));
     REQUIRE(seen.calls == 1);
-    {
-        INFO("side A");
-        check_flags(seen.a);
-    }
-    {
-        INFO("side B");
-        check_flags(seen.b);
-    }
+    check_flags(seen.a, "side A");
+    check_flags(seen.b, "side B");
     c->close();
     co_await c->wait_closed();
 }
@@ -105,14 +100,8 @@ asio::awaitable<void> dialed_sockets() {
     CHECK(r.done);
     CHECK(r.intact);
     REQUIRE(seen.calls == 1);
-    {
-        INFO("side A (accepted)");
-        check_flags(seen.a);
-    }
-    {
-        INFO("side B (dialed)");
-        check_flags(seen.b);
-    }
+    check_flags(seen.a, "side A (accepted)");
+    check_flags(seen.b, "side B (dialed)");
     c->close();
     co_await c->wait_closed();
 }
