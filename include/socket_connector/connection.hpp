@@ -27,6 +27,7 @@
 #include <fmt/format.h>
 
 #include <socket_connector/detail/lane.hpp>
+#include <socket_connector/detail/native_socket.hpp>
 #include <socket_connector/detail/pump.hpp>
 #include <socket_connector/detail/strand_event.hpp>
 #include <socket_connector/logging.hpp>
@@ -41,6 +42,8 @@ struct relay_context {
     bool verbose = false;
     bool log_traffic = false;
     bool zero_copy = true;
+    /// The connector's io_context is run by one thread (`options::one_thread`).
+    bool one_thread = false;
     /// A connection with no byte relayed either way for this long is closed; zero: never.
     std::chrono::milliseconds idle_timeout{0};
     std::atomic<std::uint64_t> bytes_a_to_b{0};
@@ -178,10 +181,12 @@ private:
             std::vector<char>().swap(from.early_); // and its capacity
             return after_early(way, std::move(self));
         }
+        write_waiting_[way] = true;
         asio::async_write(
             to.socket_, asio::buffer(from.early_),
             on_strand([self = std::move(self), way](std::error_code ec, std::size_t n) mutable {
                 auto& me = *self;
+                me.write_waiting_[way] = false;
                 me.counted(way, n);
                 std::vector<char>().swap(me.source(way).early_); // and its capacity
                 if (ec == asio::error::operation_aborted || me.stopping_)
@@ -213,7 +218,11 @@ private:
             }));
     }
 
-    void receive_small(int way, self_ptr self) {
+    /// `emptied`: a read in this handler, or the receive that completed into it, has just
+    /// emptied the source, so the receive need not try before it waits (detail::mark_drained;
+    /// only on an io_context that one thread runs).
+    void receive_small(int way, self_ptr self, bool emptied = false) {
+        if (emptied && context_->one_thread) detail::mark_drained(source(way).socket_);
         source(way).socket_.async_receive(
             lanes_[way].small_buffer(),
             on_strand([self = std::move(self), way](std::error_code e, std::size_t n) mutable {
@@ -231,12 +240,17 @@ private:
         if (ec) return direction_ended(way, failure("read from", way, ec), std::move(self));
         lanes_[way].took_small(source(way).socket_, n);
         dir(way).last_active = std::chrono::steady_clock::now();
-        advance(way, std::move(self));
+        // This handler ran as the receive completed, with no turn of the event loop between
+        // (its completion comes first, unless a wait of the other way for the same socket to
+        // be writable completed with it): the receive's read is fresh.
+        advance(way, std::move(self), !write_waiting_[1 - way]);
     }
 
     /// Moves chunks from source to sink until one of them would block, then waits for
     /// readiness with nothing held (source) or with the chunk held (sink: backpressure).
-    void advance(int way, self_ptr self) {
+    /// `fresh`: the bytes held were read in this handler (so a short read of them emptied the
+    /// source with no event of it taken since).
+    void advance(int way, self_ptr self, bool fresh = false) {
         using socket_type = typename side_type::socket_type;
         auto& bytes = lanes_[way];
         for (int chunk = 0; chunk < chunks_per_turn; ++chunk) {
@@ -250,6 +264,7 @@ private:
                 auto step = bytes.flush(sink(way).socket_, written, ec);
                 counted(way, written);
                 if (step == detail::lane_step::again) {
+                    write_waiting_[way] = true;
                     sink(way).socket_.async_wait(
                         socket_type::wait_write,
                         on_strand([self = std::move(self), way](std::error_code e) mutable {
@@ -267,9 +282,10 @@ private:
                 if (bytes.source_ended()) return end_of_stream(way, std::move(self));
                 // A short read has most likely emptied the source: the small receive finds
                 // out, and waits if so, in one system call instead of two.
-                if (bytes.drained()) return receive_small(way, std::move(self));
+                if (bytes.drained()) return receive_small(way, std::move(self), fresh);
             }
             auto step = bytes.fill(source(way).socket_, zero_copy_[way], ec);
+            fresh = true;
             if (step == detail::lane_step::again) return wait_readable(way, std::move(self));
             if (step == detail::lane_step::end) return end_of_stream(way, std::move(self));
             if (step == detail::lane_step::failed)
@@ -285,6 +301,7 @@ private:
 
     /// A readiness wait of a direction has completed.
     void ready(int way, std::error_code ec, const char* what, self_ptr self) {
+        write_waiting_[way] = false;
         if (ec == asio::error::operation_aborted || stopping_) {
             lanes_[way].release();
             return direction_ended(way, {}, std::move(self));
@@ -383,6 +400,8 @@ private:
     detail::direction b_to_a_;
     detail::lane lanes_[2];
     bool zero_copy_[2] = {false, false};
+    /// A direction waits for its sink to be writable (a write or readiness wait pending).
+    bool write_waiting_[2] = {false, false};
     std::atomic<bool> closed_{false};
     bool close_requested_ = false;
     bool stopping_ = false; // the sockets have been closed by us

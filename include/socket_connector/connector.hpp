@@ -140,6 +140,7 @@ public:
         context_->verbose = opts_.verbose;
         context_->log_traffic = opts_.log_traffic;
         context_->zero_copy = opts_.zero_copy;
+        context_->one_thread = opts_.one_thread;
         if (opts_.idle_timeout != no_timeout && opts_.idle_timeout.count() > 0)
             context_->idle_timeout = opts_.idle_timeout;
     }

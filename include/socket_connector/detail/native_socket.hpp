@@ -30,6 +30,8 @@
 #if defined(__linux__) && !defined(ASIO_WINDOWS_RUNTIME) && !defined(ASIO_HAS_IOCP) &&             \
     !defined(ASIO_HAS_IO_URING_AS_DEFAULT) && !defined(SOCKET_CONNECTOR_NO_NATIVE_SOCKETS)
 #define SOCKET_CONNECTOR_NATIVE_SOCKETS 1
+#include <asio/detail/reactor.hpp>
+#include <asio/version.hpp>
 #include <asio/detail/socket_ops.hpp>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -45,6 +47,9 @@ template <class Socket>
 struct socket_state_access : Socket {
     static auto& state(Socket& socket) {
         return (socket.*(&socket_state_access::impl_)).get_implementation().state_;
+    }
+    static auto reactor_data(Socket& socket) {
+        return (socket.*(&socket_state_access::impl_)).get_implementation().reactor_data_;
     }
 };
 
@@ -65,6 +70,73 @@ void adopt_descriptor(Socket& socket, const Protocol& protocol, int fd, std::err
 }
 #else
 inline constexpr bool native_sockets = false;
+#endif
+
+// The receive hint. Asio's epoll reactor, asked for a receive, first tries the receive and only
+// if that would block waits for the next event; it skips the try only after a receive that
+// found the end of stream. A relay direction that has just read less than it asked for has
+// emptied its source: the try would fail, a system call for nothing (a third of the calls per
+// message in a ping-pong). `mark_drained` tells the reactor to skip it, through Asio's flag for
+// this (`descriptor_state::try_speculative_`, private; reached by the standard's rule that an
+// explicit instantiation does not check access). Built only against the Asio it was checked
+// with (1.22) and its epoll reactor; SOCKET_CONNECTOR_NO_RECEIVE_HINT turns it off.
+//
+// When it is safe: with edge-triggered epoll (Asio's), bytes or an end of stream arriving after
+// the receive that emptied the socket raise a new event. If the reactor has not taken that
+// event when the next receive is queued, the event completes the receive. If it has (it came
+// while no receive was queued), the reactor noted it by setting the flag, and clearing the flag
+// now would lose it: the receive would wait for an event that already came. So the caller marks
+// a socket only when no event of it can have been taken since the emptying receive: on an
+// io_context that one thread runs, in the same handler as that receive, or in the handler the
+// receive completed inline (see basic_connection::advance).
+#if defined(SOCKET_CONNECTOR_NATIVE_SOCKETS) && defined(ASIO_HAS_EPOLL) &&                         \
+    ASIO_VERSION >= 102200 && ASIO_VERSION < 102300 && !defined(SOCKET_CONNECTOR_NO_RECEIVE_HINT)
+#define SOCKET_CONNECTOR_RECEIVE_HINT 1
+inline constexpr bool receive_hint = true;
+
+/// Yields the pointer to a private member named in an explicit instantiation. Every
+/// translation unit that includes this header instantiates the same specialization; the only
+/// entity it defines is an inline function, which g++ and clang merge.
+template <class Tag, typename Tag::type Member>
+struct private_member {
+    friend constexpr typename Tag::type member_of(Tag) noexcept { return Member; }
+};
+
+/// Names `epoll_reactor::descriptor_state::try_speculative_`: per kind of operation, whether
+/// the next one tries its system call before it waits for an event.
+struct try_speculative_member {
+    using type = bool (asio::detail::epoll_reactor::descriptor_state::*)
+        [asio::detail::epoll_reactor::max_ops];
+    friend constexpr type member_of(try_speculative_member) noexcept;
+};
+
+template struct private_member<try_speculative_member,
+                               &asio::detail::epoll_reactor::descriptor_state::try_speculative_>;
+
+/// Records that `socket` (open, of a reactor that one thread runs) has nothing to read: its next
+/// receive waits for an event without trying first. Only for a socket that a receive has just
+/// emptied, with no event of the socket taken by the reactor since (see above).
+template <class Socket>
+void mark_drained(Socket& socket) noexcept {
+    if (auto* state = socket_state_access<Socket>::reactor_data(socket))
+        (state->*member_of(try_speculative_member{}))[asio::detail::epoll_reactor::read_op] = false;
+}
+
+/// Whether the next receive of `socket` tries its system call first (for tests).
+template <class Socket>
+bool receive_tries_first(Socket& socket) noexcept {
+    auto* state = socket_state_access<Socket>::reactor_data(socket);
+    return !state ||
+           (state->*member_of(try_speculative_member{}))[asio::detail::epoll_reactor::read_op];
+}
+#else
+inline constexpr bool receive_hint = false;
+template <class Socket>
+void mark_drained(Socket&) noexcept {}
+template <class Socket>
+bool receive_tries_first(Socket&) noexcept {
+    return true;
+}
 #endif
 
 /// Opens `socket` for `protocol`, non-blocking (and close-on-exec where the system allows).

@@ -1,0 +1,208 @@
+// The receive hint (detail/native_socket.hpp): on an io_context that one thread runs, a relay
+// direction whose read has just emptied its source queues its next receive without trying it
+// first. The risk is a lost wake-up (a receive that waits for an event that already came), so
+// these tests relay message after message, under backpressure too, and fail by their deadline
+// if a direction stalls; every byte is checked.
+#include <socket_connector/connector.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "support/net.hpp"
+
+using namespace test_support;
+using namespace asio::experimental::awaitable_operators;
+
+namespace {
+
+/// The hint itself, on a connected pair of sockets: a marked socket's receive waits for the
+/// next event, and that event completes it, whether it came before the receive was queued
+/// (still unseen by the reactor) or after.
+asio::awaitable<void> marked_socket_waits_for_the_next_event() {
+    auto ex = co_await asio::this_coro::executor;
+    tcp::acceptor listener(ex, {asio::ip::address_v4::loopback(), 0});
+    auto peer = co_await connect_to(listener.local_endpoint().port());
+    auto socket = co_await listener.async_accept(asio::use_awaitable);
+    socket.non_blocking(true);
+    peer.set_option(tcp::no_delay(true));
+    char buf[64];
+
+    asio::write(peer, asio::buffer("first", 5));
+    auto n = co_await socket.async_receive(asio::buffer(buf), asio::use_awaitable);
+    CHECK(std::string(buf, n) == "first");
+    CHECK(sc::detail::receive_tries_first(socket));
+
+    // Bytes sent before the receive is queued, with no turn of the event loop in between:
+    // the reactor has not taken their event yet, and it completes the receive.
+    asio::write(peer, asio::buffer("second", 6));
+    sc::detail::mark_drained(socket);
+    CHECK(sc::detail::receive_tries_first(socket) == !sc::detail::receive_hint);
+    n = co_await socket.async_receive(asio::buffer(buf), asio::use_awaitable);
+    CHECK(std::string(buf, n) == "second");
+
+    // Bytes sent while the receive waits.
+    sc::detail::mark_drained(socket);
+    auto [got, sent] =
+        co_await (socket.async_receive(asio::buffer(buf), asio::use_awaitable) &&
+                  asio::async_write(peer, asio::buffer("third", 5), asio::use_awaitable));
+    CHECK(sent == 5u);
+    CHECK(std::string(buf, got) == "third");
+
+    // The end of stream is an event like any other.
+    sc::detail::mark_drained(socket);
+    peer.shutdown(tcp::socket::shutdown_send);
+    auto [ec, none] = co_await socket.async_receive(asio::buffer(buf), use_tuple);
+    CHECK(ec == asio::error::eof);
+    CHECK(none == 0u);
+}
+
+/// A client and a server exchange `rounds` messages of 1 to 700 bytes through a proxy, each
+/// answered before the next; afterwards the relay's two sockets are marked (one_thread, where
+/// the hint is built) or not (a connector with strands never marks).
+asio::awaitable<void> ping_pong(bool one_thread, int rounds) {
+    auto ex = co_await asio::this_coro::executor;
+    tcp::acceptor target(ex, {asio::ip::address_v4::loopback(), 0});
+    sc::options o = proxy_options(target);
+    o.one_thread = one_thread;
+    std::shared_ptr<sc::connection> pair;
+    o.before_joining = [&pair](sc::connection& c) { pair = c.shared_from_this(); };
+    auto proxy = co_await sc::server_to_socket(ex, std::move(o));
+    auto client = co_await connect_to(proxy->side_a_port());
+    auto server = co_await target.async_accept(asio::use_awaitable);
+    client.set_option(tcp::no_delay(true));
+    server.set_option(tcp::no_delay(true));
+
+    std::mt19937 rng(4242);
+    std::uint64_t bytes = 0;
+    int intact = 0;
+    for (int i = 0; i < rounds; ++i) {
+        auto size = [&rng] { return 1 + rng() % (rng() % 4 == 0 ? 700 : 127); };
+        auto ask = pattern(static_cast<std::uint64_t>(2 * i), size());
+        auto answer = pattern(static_cast<std::uint64_t>(2 * i + 1), size());
+        co_await send_all(client, ask, false);
+        auto at_server = co_await read_exactly(server, ask.size());
+        co_await send_all(server, answer, false);
+        auto at_client = co_await read_exactly(client, answer.size());
+        if (checksum(at_server) == checksum(ask) && checksum(at_client) == checksum(answer))
+            ++intact;
+        bytes += ask.size() + answer.size();
+    }
+    CHECK(intact == rounds);
+    REQUIRE(pair);
+    // Both directions now wait for their source with a receive queued; no event came since.
+    const bool marked = sc::detail::receive_hint && one_thread;
+    CHECK(sc::detail::receive_tries_first(pair->side_a().socket()) == !marked);
+    CHECK(sc::detail::receive_tries_first(pair->side_b().socket()) == !marked);
+
+    client.shutdown(tcp::socket::shutdown_send);
+    server.shutdown(tcp::socket::shutdown_send);
+    auto rest = co_await (read_to_eof(server) && read_to_eof(client));
+    CHECK(std::get<0>(rest).empty());
+    CHECK(std::get<1>(rest).empty());
+    co_await pair->wait_closed();
+    CHECK(pair->bytes_a_to_b() + pair->bytes_b_to_a() == bytes);
+    pair.reset();
+    proxy->close();
+    co_await proxy->wait_closed();
+}
+
+/// Reads `socket` to its end a little at a time, with pauses (pacing, so that the relay meets
+/// backpressure often: its direction waits for the sink while the source gets more).
+asio::awaitable<std::vector<char>> read_slowly(tcp::socket& socket) {
+    std::vector<char> data;
+    char buf[2048];
+    for (int reads = 1;; ++reads) {
+        auto [ec, n] = co_await socket.async_read_some(asio::buffer(buf), use_tuple);
+        data.insert(data.end(), buf, buf + n);
+        if (ec == asio::error::eof) co_return data;
+        if (ec) throw std::system_error(ec, "read_slowly");
+        if (reads % 2 == 0) co_await pause(2ms);
+    }
+}
+
+/// Sends `all` in pieces of `sizes`, one write at a time with a pause after each (so that the
+/// relay's reads of them are short), then ends the stream.
+asio::awaitable<void> send_chunks(tcp::socket& socket, const std::vector<char>& all,
+                                  const std::vector<std::size_t>& sizes) {
+    std::size_t at = 0;
+    for (auto size : sizes) {
+        co_await send_all(socket, std::span<const char>(all.data() + at, size), false);
+        at += size;
+        co_await pause(1ms);
+    }
+    socket.shutdown(tcp::socket::shutdown_send);
+}
+
+/// Pair after pair, A sends 48 chunks of 200 to 1,500 bytes and then its end of stream, to a B
+/// with small buffers. In even pairs B reads only after A has finished: the relay, stuck
+/// holding a chunk from a short read, has already seen the events of A's later chunks and end
+/// of stream when B makes room; a direction that then marked A drained would wait for an
+/// event that already came, and stall. In odd pairs B reads slowly all along. Every byte and
+/// every end of stream must come through.
+asio::awaitable<void> backpressure(int pairs) {
+    auto ex = co_await asio::this_coro::executor;
+    tcp::acceptor target(ex, {asio::ip::address_v4::loopback(), 0});
+    target.set_option(asio::socket_base::receive_buffer_size(4096)); // inherited by B
+    sc::options o = proxy_options(target);
+    o.one_thread = true;
+    o.before_joining = [](sc::connection& c) { // and a small send buffer towards B
+        c.side_b().socket().set_option(asio::socket_base::send_buffer_size(4096));
+    };
+    auto proxy = co_await sc::server_to_socket(ex, std::move(o));
+    std::mt19937 rng(99);
+    int intact = 0;
+    for (int p = 0; p < pairs; ++p) {
+        std::vector<std::size_t> sizes(48);
+        std::size_t total = 0;
+        for (auto& s : sizes)
+            total += s = 200 + rng() % 1301;
+        auto sent = pattern(static_cast<std::uint64_t>(p), total);
+        auto a = co_await connect_to(proxy->side_a_port());
+        auto b = co_await target.async_accept(asio::use_awaitable);
+        std::vector<char> got;
+        if (p % 2 == 0) {
+            co_await send_chunks(a, sent, sizes);
+            got = co_await read_to_eof(b);
+        } else {
+            got = co_await (read_slowly(b) && send_chunks(a, sent, sizes));
+        }
+        if (got.size() == sent.size() && checksum(got) == checksum(sent)) ++intact;
+        b.shutdown(tcp::socket::shutdown_send);
+        auto rest = co_await read_to_eof(a);
+        CHECK(rest.empty());
+    }
+    CHECK(intact == pairs);
+    proxy->close();
+    co_await proxy->wait_closed();
+}
+
+} // namespace
+
+TEST_CASE("a socket marked drained receives the bytes and the end of stream that come next",
+          "[receive_hint]") {
+    asio::io_context io(1);
+    run(io, marked_socket_waits_for_the_next_event(), 20s);
+}
+
+TEST_CASE("a one_thread proxy relays 3,000 small exchanges byte for byte and leaves its "
+          "emptied sockets marked",
+          "[receive_hint]") {
+    asio::io_context io(1);
+    run(io, ping_pong(true, 3000), 60s);
+}
+
+TEST_CASE("a proxy with strands relays the same exchanges and never marks a socket",
+          "[receive_hint]") {
+    asio::io_context io(1);
+    run(io, ping_pong(false, 500), 60s);
+}
+
+TEST_CASE("a one_thread proxy under backpressure passes on every chunk and end of stream",
+          "[receive_hint]") {
+    asio::io_context io(1);
+    run(io, backpressure(12), 60s);
+}
