@@ -218,11 +218,8 @@ private:
             }));
     }
 
-    /// `emptied`: a read in this handler, or the receive that completed into it, has just
-    /// emptied the source, so the receive need not try before it waits (detail::mark_drained;
-    /// only on an io_context that one thread runs).
-    void receive_small(int way, self_ptr self, bool emptied = false) {
-        if (emptied && context_->one_thread) detail::mark_drained(source(way).socket_);
+    void receive_small(int way, self_ptr self) {
+        tried_[way] = detail::receive_tries_first(source(way).socket_);
         source(way).socket_.async_receive(
             lanes_[way].small_buffer(),
             on_strand([self = std::move(self), way](std::error_code e, std::size_t n) mutable {
@@ -238,19 +235,31 @@ private:
         }
         if (ec == asio::error::eof) return end_of_stream(way, std::move(self));
         if (ec) return direction_ended(way, failure("read from", way, ec), std::move(self));
-        lanes_[way].took_small(source(way).socket_, n);
+        auto& bytes = lanes_[way];
+        bytes.took_small(source(way).socket_, n);
+        // A short receive emptied the source. If it waited (did not try first), its read was
+        // made as an event of the source came, and Asio ran this handler right then, unless a
+        // wait of the other way for the same socket completed with it; a receive that tried
+        // first and read at once has its handler queued, perhaps behind a turn of the loop.
+        if (bytes.emptied() || (n < detail::lane::small_size && !tried_[way] &&
+                                !write_waiting_[1 - way]))
+            source_emptied(way);
         dir(way).last_active = std::chrono::steady_clock::now();
-        // This handler ran as the receive completed, with no turn of the event loop between
-        // (its completion comes first, unless a wait of the other way for the same socket to
-        // be writable completed with it): the receive's read is fresh.
-        advance(way, std::move(self), !write_waiting_[1 - way]);
+        advance(way, std::move(self));
     }
+
+    /// A read of `way`'s source has just found it empty, and nothing has run since: its next
+    /// receive need not try before it waits (detail::mark_drained), on an io_context that one
+    /// thread runs. An event of the source taken meanwhile undoes the mark (Asio's own rule).
+    void source_emptied(int way) {
+        if (hinted()) detail::mark_drained(source(way).socket_);
+    }
+
+    bool hinted() const noexcept { return detail::receive_hint && context_->one_thread; }
 
     /// Moves chunks from source to sink until one of them would block, then waits for
     /// readiness with nothing held (source) or with the chunk held (sink: backpressure).
-    /// `fresh`: the bytes held were read in this handler (so a short read of them emptied the
-    /// source with no event of it taken since).
-    void advance(int way, self_ptr self, bool fresh = false) {
+    void advance(int way, self_ptr self) {
         using socket_type = typename side_type::socket_type;
         auto& bytes = lanes_[way];
         for (int chunk = 0; chunk < chunks_per_turn; ++chunk) {
@@ -281,11 +290,16 @@ private:
                 // them, see lane::source_ended).
                 if (bytes.source_ended()) return end_of_stream(way, std::move(self));
                 // A short read has most likely emptied the source: the small receive finds
-                // out, and waits if so, in one system call instead of two.
-                if (bytes.drained()) return receive_small(way, std::move(self), fresh);
+                // out, and waits if so, in one system call instead of two; and with the
+                // receive hint, in none when the source is known to be empty. If it is not
+                // known, read here instead (the same call the receive would try first, but
+                // one whose outcome is known when the receive is queued).
+                if (bytes.drained() &&
+                    !(hinted() && detail::receive_tries_first(source(way).socket_)))
+                    return receive_small(way, std::move(self));
             }
             auto step = bytes.fill(source(way).socket_, zero_copy_[way], ec);
-            fresh = true;
+            if (bytes.emptied()) source_emptied(way);
             if (step == detail::lane_step::again) return wait_readable(way, std::move(self));
             if (step == detail::lane_step::end) return end_of_stream(way, std::move(self));
             if (step == detail::lane_step::failed)
@@ -402,6 +416,8 @@ private:
     bool zero_copy_[2] = {false, false};
     /// A direction waits for its sink to be writable (a write or readiness wait pending).
     bool write_waiting_[2] = {false, false};
+    /// The pending small receive of a direction was to try its read before waiting.
+    bool tried_[2] = {false, false};
     std::atomic<bool> closed_{false};
     bool close_requested_ = false;
     bool stopping_ = false; // the sockets have been closed by us

@@ -894,7 +894,10 @@ private:
         std::array<char, first_read_size> bytes;
         std::error_code ec;
         auto n = side.socket_.receive(asio::buffer(bytes), 0, ec);
-        if (ec == asio::error::would_block || ec == asio::error::try_again) return {};
+        if (ec == asio::error::would_block || ec == asio::error::try_again) {
+            emptied(side);
+            return {};
+        }
         if (ec == asio::error::eof) {
             side.early_eof_ = true;
             return {};
@@ -902,7 +905,15 @@ private:
         if (ec) return ec;
         side.early_.assign(bytes.data(), bytes.data() + n);
         side.drained_ = n < bytes.size();
+        if (side.drained_) emptied(side);
         return {};
+    }
+
+    /// A read of `side` has just found it empty: its next receive need not try first, on an
+    /// io_context that one thread runs (detail::mark_drained; any event of the side that the
+    /// event loop takes before that receive undoes the mark).
+    void emptied(side_type& side) {
+        if (opts_.one_thread) detail::mark_drained(side.socket_);
     }
 
     /// Pairs a multi-mode A with the B dialed for it, unless A has gone meanwhile.

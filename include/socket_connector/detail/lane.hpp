@@ -63,6 +63,7 @@ public:
         length_ = n;
         short_ = n < small_.size();
         waited_ = false;
+        emptied_ = false;
         if (short_) {
             bulk_ = false;
             return;
@@ -71,21 +72,27 @@ public:
         std::memcpy(buffer_->data(), small_.data(), n);
         for (int reads = 0; reads < 2 && length_ < buffer_->size(); ++reads) {
             std::error_code ec;
-            auto more = from.read_some(
-                asio::buffer(buffer_->data() + length_, buffer_->size() - length_), ec);
+            const auto room = buffer_->size() - length_;
+            auto more = from.read_some(asio::buffer(buffer_->data() + length_, room), ec);
             if (ec == asio::error::eof) {
                 source_ended_ = true;
                 break;
             }
             if (ec) {
                 if (ec != asio::error::would_block && ec != asio::error::try_again) deferred_ = ec;
+                else emptied_ = true;
                 break;
             }
             length_ += more;
+            emptied_ = more < room;
         }
         short_ = length_ < buffer_->size();
         if (length_ >= bulk_threshold) bulk_ = true;
     }
+
+    /// Whether the last read this lane made itself (in `took_small` or `fill`, not the small
+    /// receive) found the source empty: it brought less than it asked for, or nothing.
+    bool emptied() const noexcept { return emptied_; }
 
     /// Whether the source ended its stream right behind the bytes held (seen by `took_small`):
     /// once they are written, the direction ends. Those bytes are written with MSG_MORE, so the
@@ -105,6 +112,7 @@ public:
     /// count).
     template <class Socket>
     lane_step fill(Socket& from, bool zero_copy, std::error_code& ec) {
+        emptied_ = false;
 #if defined(__linux__)
         if (zero_copy && bulk_) {
             if (!pipe_) pipe_.emplace();
@@ -143,7 +151,7 @@ public:
         length_ = from.read_some(asio::buffer(buffer_->data(), buffer_->size()), ec);
         waited_ = false;
         if (!ec) {
-            short_ = length_ < buffer_->size();
+            short_ = emptied_ = length_ < buffer_->size();
             if (length_ >= bulk_threshold) bulk_ = true;
             return lane_step::progress;
         }
@@ -151,6 +159,7 @@ public:
         release();
         if (ec == asio::error::would_block || ec == asio::error::try_again) {
             ec.clear();
+            emptied_ = true;
             return lane_step::again;
         }
         if (ec == asio::error::eof) {
@@ -235,6 +244,7 @@ private:
     bool waited_ = false;        // the next read is the first after a readiness wait
     bool short_ = false;         // the last copying read brought less than it asked for
     bool source_ended_ = false;  // the source's end of stream is right behind what is held
+    bool emptied_ = false;       // the lane's last own read found the source empty
     std::error_code deferred_{}; // a read error met after bytes that are still to be written
     std::array<char, small_size> small_{};
 };

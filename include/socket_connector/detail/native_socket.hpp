@@ -81,14 +81,15 @@ inline constexpr bool native_sockets = false;
 // explicit instantiation does not check access). Built only against the Asio it was checked
 // with (1.22) and its epoll reactor; SOCKET_CONNECTOR_NO_RECEIVE_HINT turns it off.
 //
-// When it is safe: with edge-triggered epoll (Asio's), bytes or an end of stream arriving after
-// the receive that emptied the socket raise a new event. If the reactor has not taken that
-// event when the next receive is queued, the event completes the receive. If it has (it came
-// while no receive was queued), the reactor noted it by setting the flag, and clearing the flag
-// now would lose it: the receive would wait for an event that already came. So the caller marks
-// a socket only when no event of it can have been taken since the emptying receive: on an
-// io_context that one thread runs, in the same handler as that receive, or in the handler the
-// receive completed inline (see basic_connection::advance).
+// When it is safe: Asio's epoll is edge-triggered, so bytes or an end of stream that arrive
+// after the read that emptied the socket raise a new event. If the reactor takes that event
+// while no receive is queued, it sets the flag again (and the receive tries); if it takes it
+// later, the event completes the queued receive. Either way nothing is lost, provided the
+// flag is cleared right after the emptying read, before the reactor can take any event of the
+// socket: in the handler that made the read, or in the handler of the receive whose read it
+// was when Asio ran that handler as the read completed (see basic_connection) - and only on
+// an io_context that one thread runs, since another thread could take an event in between
+// (and the flag is not ours to lock).
 #if defined(SOCKET_CONNECTOR_NATIVE_SOCKETS) && defined(ASIO_HAS_EPOLL) &&                         \
     ASIO_VERSION >= 102200 && ASIO_VERSION < 102300 && !defined(SOCKET_CONNECTOR_NO_RECEIVE_HINT)
 #define SOCKET_CONNECTOR_RECEIVE_HINT 1
@@ -114,8 +115,8 @@ template struct private_member<try_speculative_member,
                                &asio::detail::epoll_reactor::descriptor_state::try_speculative_>;
 
 /// Records that `socket` (open, of a reactor that one thread runs) has nothing to read: its next
-/// receive waits for an event without trying first. Only for a socket that a receive has just
-/// emptied, with no event of the socket taken by the reactor since (see above).
+/// receive waits for an event without trying first, unless the reactor takes an event of the
+/// socket before then. Only right after a read that found the socket empty (see above).
 template <class Socket>
 void mark_drained(Socket& socket) noexcept {
     if (auto* state = socket_state_access<Socket>::reactor_data(socket))
