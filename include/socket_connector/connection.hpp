@@ -219,7 +219,8 @@ private:
     }
 
     void receive_small(int way, self_ptr self) {
-        tried_[way] = detail::receive_tries_first(source(way).socket_);
+        // (Asio's flag is read only where it is ours to read: on a loop that one thread runs.)
+        tried_[way] = !hinted() || detail::receive_tries_first(source(way).socket_);
         source(way).socket_.async_receive(
             lanes_[way].small_buffer(),
             on_strand([self = std::move(self), way](std::error_code e, std::size_t n) mutable {
