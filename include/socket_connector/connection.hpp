@@ -242,8 +242,8 @@ private:
         // made as an event of the source came, and Asio ran this handler right then, unless a
         // wait of the other way for the same socket completed with it; a receive that tried
         // first and read at once has its handler queued, perhaps behind a turn of the loop.
-        if (bytes.emptied() || (n < detail::lane::small_size && !tried_[way] &&
-                                !write_waiting_[1 - way]))
+        if (bytes.emptied() ||
+            (n < detail::lane::small_size && !tried_[way] && !write_waiting_[1 - way]))
             source_emptied(way);
         dir(way).last_active = std::chrono::steady_clock::now();
         advance(way, std::move(self));

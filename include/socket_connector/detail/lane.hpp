@@ -78,9 +78,12 @@ public:
                 source_ended_ = true;
                 break;
             }
+            if (ec == asio::error::would_block || ec == asio::error::try_again) {
+                emptied_ = true;
+                break;
+            }
             if (ec) {
-                if (ec != asio::error::would_block && ec != asio::error::try_again) deferred_ = ec;
-                else emptied_ = true;
+                deferred_ = ec;
                 break;
             }
             length_ += more;

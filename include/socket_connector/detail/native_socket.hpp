@@ -31,8 +31,8 @@
     !defined(ASIO_HAS_IO_URING_AS_DEFAULT) && !defined(SOCKET_CONNECTOR_NO_NATIVE_SOCKETS)
 #define SOCKET_CONNECTOR_NATIVE_SOCKETS 1
 #include <asio/detail/reactor.hpp>
-#include <asio/version.hpp>
 #include <asio/detail/socket_ops.hpp>
+#include <asio/version.hpp>
 #include <sys/socket.h>
 #include <unistd.h>
 #endif
@@ -106,29 +106,37 @@ struct private_member {
 /// Names `epoll_reactor::descriptor_state::try_speculative_`: per kind of operation, whether
 /// the next one tries its system call before it waits for an event.
 struct try_speculative_member {
-    using type = bool (asio::detail::epoll_reactor::descriptor_state::*)
-        [asio::detail::epoll_reactor::max_ops];
+    using descriptor_state = asio::detail::epoll_reactor::descriptor_state;
+    using type = bool (descriptor_state::*)[asio::detail::epoll_reactor::max_ops];
     friend constexpr type member_of(try_speculative_member) noexcept;
 };
 
 template struct private_member<try_speculative_member,
                                &asio::detail::epoll_reactor::descriptor_state::try_speculative_>;
 
+/// Asio's flag for whether the next receive of `socket` tries first; null if `socket` is not
+/// registered with the reactor.
+template <class Socket>
+bool* receive_try_flag(Socket& socket) noexcept {
+    auto* state = socket_state_access<Socket>::reactor_data(socket);
+    if (!state) return nullptr;
+    return &(state->*member_of(try_speculative_member{}))[asio::detail::epoll_reactor::read_op];
+}
+
 /// Records that `socket` (open, of a reactor that one thread runs) has nothing to read: its next
 /// receive waits for an event without trying first, unless the reactor takes an event of the
 /// socket before then. Only right after a read that found the socket empty (see above).
 template <class Socket>
 void mark_drained(Socket& socket) noexcept {
-    if (auto* state = socket_state_access<Socket>::reactor_data(socket))
-        (state->*member_of(try_speculative_member{}))[asio::detail::epoll_reactor::read_op] = false;
+    if (auto* flag = receive_try_flag(socket)) *flag = false;
 }
 
-/// Whether the next receive of `socket` tries its system call first (for tests).
+/// Whether the next receive of `socket` tries its system call first. Only from the one thread
+/// that runs the socket's reactor (the flag is Asio's, unlocked here).
 template <class Socket>
 bool receive_tries_first(Socket& socket) noexcept {
-    auto* state = socket_state_access<Socket>::reactor_data(socket);
-    return !state ||
-           (state->*member_of(try_speculative_member{}))[asio::detail::epoll_reactor::read_op];
+    auto* flag = receive_try_flag(socket);
+    return !flag || *flag;
 }
 #else
 inline constexpr bool receive_hint = false;
