@@ -181,12 +181,10 @@ private:
             std::vector<char>().swap(from.early_); // and its capacity
             return after_early(way, std::move(self));
         }
-        write_waiting_[way] = true;
         asio::async_write(
             to.socket_, asio::buffer(from.early_),
             on_strand([self = std::move(self), way](std::error_code ec, std::size_t n) mutable {
                 auto& me = *self;
-                me.write_waiting_[way] = false;
                 me.counted(way, n);
                 std::vector<char>().swap(me.source(way).early_); // and its capacity
                 if (ec == asio::error::operation_aborted || me.stopping_)
@@ -219,8 +217,6 @@ private:
     }
 
     void receive_small(int way, self_ptr self) {
-        // (Asio's flag is read only where it is ours to read: on a loop that one thread runs.)
-        tried_[way] = !hinted() || detail::receive_tries_first(source(way).socket_);
         source(way).socket_.async_receive(
             lanes_[way].small_buffer(),
             on_strand([self = std::move(self), way](std::error_code e, std::size_t n) mutable {
@@ -238,18 +234,14 @@ private:
         if (ec) return direction_ended(way, failure("read from", way, ec), std::move(self));
         auto& bytes = lanes_[way];
         bytes.took_small(source(way).socket_, n);
-        // A short receive emptied the source. If it waited (did not try first), its read was
-        // made as an event of the source came, and Asio ran this handler right then, unless a
-        // wait of the other way for the same socket completed with it; a receive that tried
-        // first and read at once has its handler queued, perhaps behind a turn of the loop.
-        if (bytes.emptied() ||
-            (n < detail::lane::small_size && !tried_[way] && !write_waiting_[1 - way]))
-            source_emptied(way);
+        // Only a read that would have blocked shows the source empty. A short receive does not:
+        // the end of stream may have come in the same segment as its bytes, with one event.
+        if (bytes.emptied()) source_emptied(way);
         dir(way).last_active = std::chrono::steady_clock::now();
         advance(way, std::move(self));
     }
 
-    /// A read of `way`'s source has just found it empty, and nothing has run since: its next
+    /// A read of `way`'s source would just have blocked, and nothing has run since: its next
     /// receive need not try before it waits (detail::mark_drained), on an io_context that one
     /// thread runs. An event of the source taken meanwhile undoes the mark (Asio's own rule).
     void source_emptied(int way) {
@@ -274,7 +266,6 @@ private:
                 auto step = bytes.flush(sink(way).socket_, written, ec);
                 counted(way, written);
                 if (step == detail::lane_step::again) {
-                    write_waiting_[way] = true;
                     sink(way).socket_.async_wait(
                         socket_type::wait_write,
                         on_strand([self = std::move(self), way](std::error_code e) mutable {
@@ -316,7 +307,6 @@ private:
 
     /// A readiness wait of a direction has completed.
     void ready(int way, std::error_code ec, const char* what, self_ptr self) {
-        write_waiting_[way] = false;
         if (ec == asio::error::operation_aborted || stopping_) {
             lanes_[way].release();
             return direction_ended(way, {}, std::move(self));
@@ -415,10 +405,6 @@ private:
     detail::direction b_to_a_;
     detail::lane lanes_[2];
     bool zero_copy_[2] = {false, false};
-    /// A direction waits for its sink to be writable (a write or readiness wait pending).
-    bool write_waiting_[2] = {false, false};
-    /// The pending small receive of a direction was to try its read before waiting.
-    bool tried_[2] = {false, false};
     std::atomic<bool> closed_{false};
     bool close_requested_ = false;
     bool stopping_ = false; // the sockets have been closed by us

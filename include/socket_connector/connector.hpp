@@ -531,7 +531,7 @@ private:
                     co_await pause.async_wait(detail::use_tuple);
                     break;
                 }
-                accepted(name, std::move(socket), peer);
+                accepted(name, std::move(socket), peer, by_hand);
                 if (nb || ++taken == accepts_per_turn) break;
                 detail::accept_non_blocking(acceptor, socket, peer, ec); // moved from: closed
             }
@@ -547,14 +547,15 @@ private:
     }
 
     /// Takes a socket just accepted on side `name`: refused (a limit is hit), or adopted and
-    /// authenticated or queued.
-    void accepted(char name, socket_type socket, const endpoint_type& peer) {
+    /// authenticated or queued. `unseen`: accepted by hand in this handler, so registered with
+    /// the event loop just now (see `enqueue`).
+    void accepted(char name, socket_type socket, const endpoint_type& peer, bool unseen) {
         if (auto why = over_limit(name); !why.empty()) return refuse(name, socket, peer, why);
         auto side = adopt(name, std::move(socket), peer);
         if (side_opts(name).auth)
             spawn(admit(std::move(side)));
         else
-            enqueue(std::move(side)); // nothing to wait for: no coroutine
+            enqueue(std::move(side), unseen); // nothing to wait for: no coroutine
     }
 
     /// Why a socket just accepted on side `name` may not be kept (a limit is hit), or empty.
@@ -676,7 +677,9 @@ private:
     }
 
     /// Puts an authenticated side in its queue, watches it, and pairs what can be paired.
-    void enqueue(std::shared_ptr<side_type> side) {
+    /// `unseen`: the side's socket was registered with the event loop in this very handler
+    /// (accepted just now), so none of its events has been taken yet (see `read_sent`).
+    void enqueue(std::shared_ptr<side_type> side, bool unseen = false) {
         if (closing_) {
             close_side(*side);
             return;
@@ -687,7 +690,7 @@ private:
         if (mode_ == connector_mode::server_to_socket && opts_.multi) {
             // Paired as soon as its B is connected: what it sends meanwhile waits in the
             // kernel, and a departure shows once the pair relays. No watcher needed.
-            dial_for(std::move(side));
+            dial_for(std::move(side), unseen);
         } else {
             spawn(watch(side));
             try_pair();
@@ -719,8 +722,8 @@ private:
     /// What A has sent already is read first: when there is some (a client that speaks first
     /// has usually sent its request by the time it is accepted), it is the first thing B gets,
     /// so B's handshake can end with those bytes instead of a bare ACK (`delay_handshake_ack`).
-    void dial_for(std::shared_ptr<side_type> a) {
-        if (auto ec = read_sent(*a)) return drop(a, ec.message());
+    void dial_for(std::shared_ptr<side_type> a, bool unseen) {
+        if (auto ec = read_sent(*a, unseen)) return drop(a, ec.message());
         auto attempt = std::make_shared<dial_attempt>(ex_, strand_);
         // With a verifier for B, B's authentication goes first, and B may be the one to speak.
         attempt->data_first = !a->early_.empty() && !opts_.b.auth;
@@ -889,7 +892,15 @@ private:
     /// `first_read_size`); a side that has nothing to read is left as it is, and one that has
     /// ended its stream is marked so. After a read that took everything, the relay's first
     /// read of the side waits for more rather than finding nothing. The read's error, if any.
-    std::error_code read_sent(side_type& side) {
+    ///
+    /// A read that would block marks the side empty (`emptied`). A short read does so only for
+    /// an `unseen` side: in general the end of stream may have come with its bytes and its
+    /// event been taken already, and then only the next read would see it. But the socket of
+    /// an unseen side has been on epoll's ready list since it was registered with bytes waiting
+    /// or bytes came (no epoll_wait has taken it since), and epoll_wait checks what is ready as
+    /// it takes an entry: an end of stream behind the bytes is reported then, which undoes the
+    /// mark, and an entry with nothing left is dropped, so the receive waits without a try.
+    std::error_code read_sent(side_type& side, bool unseen) {
         if (!side.early_.empty() || side.early_eof_) return {};
         std::array<char, first_read_size> bytes;
         std::error_code ec;
@@ -904,14 +915,16 @@ private:
         }
         if (ec) return ec;
         side.early_.assign(bytes.data(), bytes.data() + n);
+        // Most likely all there is, so the relay's first read of the side is its receive that
+        // waits.
         side.drained_ = n < bytes.size();
-        if (side.drained_) emptied(side);
+        if (side.drained_ && unseen) emptied(side);
         return {};
     }
 
-    /// A read of `side` has just found it empty: its next receive need not try first, on an
-    /// io_context that one thread runs (detail::mark_drained; any event of the side that the
-    /// event loop takes before that receive undoes the mark).
+    /// A read of `side` has just shown it empty (see `read_sent`): its next receive need not
+    /// try first, on an io_context that one thread runs (detail::mark_drained; any event of the
+    /// side that the event loop takes before that receive undoes the mark).
     void emptied(side_type& side) {
         if (opts_.one_thread) detail::mark_drained(side.socket_);
     }

@@ -87,14 +87,15 @@ public:
                 break;
             }
             length_ += more;
-            emptied_ = more < room;
         }
         short_ = length_ < buffer_->size();
         if (length_ >= bulk_threshold) bulk_ = true;
     }
 
     /// Whether the last read this lane made itself (in `took_small` or `fill`, not the small
-    /// receive) found the source empty: it brought less than it asked for, or nothing.
+    /// receive) found the source empty: it would have blocked. A read that brought less than it
+    /// asked for does not count: the end of stream may be queued right behind its bytes (it
+    /// arrived with them; the next read returns it), and its event may have been taken already.
     bool emptied() const noexcept { return emptied_; }
 
     /// Whether the source ended its stream right behind the bytes held (seen by `took_small`):
@@ -154,7 +155,7 @@ public:
         length_ = from.read_some(asio::buffer(buffer_->data(), buffer_->size()), ec);
         waited_ = false;
         if (!ec) {
-            short_ = emptied_ = length_ < buffer_->size();
+            short_ = length_ < buffer_->size();
             if (length_ >= bulk_threshold) bulk_ = true;
             return lane_step::progress;
         }
@@ -247,7 +248,7 @@ private:
     bool waited_ = false;        // the next read is the first after a readiness wait
     bool short_ = false;         // the last copying read brought less than it asked for
     bool source_ended_ = false;  // the source's end of stream is right behind what is held
-    bool emptied_ = false;       // the lane's last own read found the source empty
+    bool emptied_ = false;       // the lane's last own read would have blocked
     std::error_code deferred_{}; // a read error met after bytes that are still to be written
     std::array<char, small_size> small_{};
 };

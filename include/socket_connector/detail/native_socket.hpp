@@ -74,22 +74,26 @@ inline constexpr bool native_sockets = false;
 
 // The receive hint. Asio's epoll reactor, asked for a receive, first tries the receive and only
 // if that would block waits for the next event; it skips the try only after a receive that
-// found the end of stream. A relay direction that has just read less than it asked for has
-// emptied its source: the try would fail, a system call for nothing (a third of the calls per
-// message in a ping-pong). `mark_drained` tells the reactor to skip it, through Asio's flag for
-// this (`descriptor_state::try_speculative_`, private; reached by the standard's rule that an
-// explicit instantiation does not check access). Built only against the Asio it was checked
-// with (1.22) and its epoll reactor; SOCKET_CONNECTOR_NO_RECEIVE_HINT turns it off.
+// found the end of stream. A relay direction whose own read of its source would just have
+// blocked knows that the try would fail too: a system call for nothing. `mark_drained` tells the
+// reactor to skip it, through Asio's flag for this (`descriptor_state::try_speculative_`, private;
+// reached by the standard's rule that an explicit instantiation does not check access). Built only
+// against the Asio it was checked with (1.22) and its epoll reactor;
+// SOCKET_CONNECTOR_NO_RECEIVE_HINT turns it off.
 //
 // When it is safe: Asio's epoll is edge-triggered, so bytes or an end of stream that arrive
-// after the read that emptied the socket raise a new event. If the reactor takes that event
-// while no receive is queued, it sets the flag again (and the receive tries); if it takes it
-// later, the event completes the queued receive. Either way nothing is lost, provided the
-// flag is cleared right after the emptying read, before the reactor can take any event of the
-// socket: in the handler that made the read, or in the handler of the receive whose read it
-// was when Asio ran that handler as the read completed (see basic_connection) - and only on
-// an io_context that one thread runs, since another thread could take an event in between
-// (and the flag is not ours to lock).
+// after the read that would block raise a new event. If the reactor takes that event while no
+// receive is queued, it sets the flag again (and the receive tries); if it takes it later, the
+// event completes the queued receive. Either way nothing is lost, provided the flag is cleared
+// right after that read, in the handler that made it, before the reactor can take any event of
+// the socket - and only on an io_context that one thread runs, since another thread could take
+// an event in between (and the flag is not ours to lock).
+//
+// Only a read that would block shows the socket empty. A read that brought less than it asked
+// for does not: the end of stream may have come in the same segment as its bytes (a peer that
+// writes and closes at once, or sends with MSG_MORE and shuts down, as the relay itself does),
+// the next read returns it, and its event was the one that brought the bytes. Marking there
+// lost that end of stream (the relay waited for an event that had come), until 2026-12-05.
 #if defined(SOCKET_CONNECTOR_NATIVE_SOCKETS) && defined(ASIO_HAS_EPOLL) &&                         \
     ASIO_VERSION >= 102200 && ASIO_VERSION < 102300 && !defined(SOCKET_CONNECTOR_NO_RECEIVE_HINT)
 #define SOCKET_CONNECTOR_RECEIVE_HINT 1
@@ -125,7 +129,8 @@ bool* receive_try_flag(Socket& socket) noexcept {
 
 /// Records that `socket` (open, of a reactor that one thread runs) has nothing to read: its next
 /// receive waits for an event without trying first, unless the reactor takes an event of the
-/// socket before then. Only right after a read that found the socket empty (see above).
+/// socket before then. Only right after a read of the socket that would have blocked (see
+/// above), never after a short read.
 template <class Socket>
 void mark_drained(Socket& socket) noexcept {
     if (auto* flag = receive_try_flag(socket)) *flag = false;
