@@ -226,7 +226,7 @@ asio::awaitable<void> end_in_last_segment() {
                 server.set_option(tcp::no_delay(true));
                 server.set_option(asio::socket_base::send_buffer_size(1 << 20));
                 bool ok = true;
-                for (int i = 1; i <= exchanges; ++i) {
+                for (std::uint64_t i = 1; i <= static_cast<std::uint64_t>(exchanges); ++i) {
                     auto ask = pattern(seed + 2 * i, 1 + (seed + i) % 200);
                     auto answer = pattern(seed + 2 * i + 1, 1 + (seed + 7 * i) % 200);
                     co_await send_all(client, ask, false);

@@ -94,6 +94,8 @@ inline constexpr bool native_sockets = false;
 // writes and closes at once, or sends with MSG_MORE and shuts down, as the relay itself does),
 // the next read returns it, and its event was the one that brought the bytes. Marking there
 // lost that end of stream (the relay waited for an event that had come), until 2026-12-05.
+// The one exception is a socket registered with epoll in the same handler, whose entry no
+// epoll_wait has taken yet: see the connector's `read_sent`.
 #if defined(SOCKET_CONNECTOR_NATIVE_SOCKETS) && defined(ASIO_HAS_EPOLL) &&                         \
     ASIO_VERSION >= 102200 && ASIO_VERSION < 102300 && !defined(SOCKET_CONNECTOR_NO_RECEIVE_HINT)
 #define SOCKET_CONNECTOR_RECEIVE_HINT 1
