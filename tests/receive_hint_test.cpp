@@ -1,9 +1,9 @@
 // The receive hint (detail/native_socket.hpp): on an io_context that one thread runs, a relay
-// direction whose read has just emptied its source queues its next receive without trying it
-// first. The risk is a lost wake-up (a receive that waits for an event that already came), so
-// these tests relay message after message, under backpressure too, and fail by their deadline
-// if a direction stalls; every byte is checked. An end of stream that comes in the same segment
-// as the last bytes is the case a short read cannot see (see native_socket.hpp).
+// direction whose own read of its source would just have blocked queues its next receive
+// without trying it first. The risk is a lost wake-up (a receive that waits for an event that
+// already came), so these tests relay message after message, under backpressure too, and fail by
+// their deadline if a direction stalls; every byte is checked. An end of stream that comes in the
+// same segment as the last bytes is the case a short read cannot see (see native_socket.hpp).
 #include <socket_connector/connector.hpp>
 
 #include <cstddef>

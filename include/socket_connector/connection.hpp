@@ -283,9 +283,10 @@ private:
                 if (bytes.source_ended()) return end_of_stream(way, std::move(self));
                 // A short read has most likely emptied the source: the small receive finds
                 // out, and waits if so, in one system call instead of two; and with the
-                // receive hint, in none when the source is known to be empty. If it is not
-                // known, read here instead (the same call the receive would try first, but
-                // one whose outcome is known when the receive is queued).
+                // receive hint, in none when the source is marked empty. Unmarked (a short
+                // read proves nothing, see lane::emptied), read here instead: the same call
+                // the receive would try first, and one that marks the source if it would
+                // block, so the receive then waits without trying.
                 if (bytes.drained() &&
                     !(hinted() && detail::receive_tries_first(source(way).socket_)))
                     return receive_small(way, std::move(self));

@@ -131,8 +131,8 @@ bool* receive_try_flag(Socket& socket) noexcept {
 
 /// Records that `socket` (open, of a reactor that one thread runs) has nothing to read: its next
 /// receive waits for an event without trying first, unless the reactor takes an event of the
-/// socket before then. Only right after a read of the socket that would have blocked (see
-/// above), never after a short read.
+/// socket before then. Only right after a read of the socket that would have blocked, not after
+/// a short read (see above, and its one exception).
 template <class Socket>
 void mark_drained(Socket& socket) noexcept {
     if (auto* flag = receive_try_flag(socket)) *flag = false;
