@@ -249,9 +249,15 @@ int serve(config cfg) {
     std::vector<asio::executor_work_guard<asio::io_context::executor_type>> keep;
     for (std::size_t i = 1; i < loops.size(); ++i)
         keep.push_back(asio::make_work_guard(*loops[i]));
-    auto run = [&r, &loops](asio::io_context& io) {
+    // A loop that one thread runs lets the processes it relays for go first whenever it runs
+    // dry (sc::run_yielding): it then sleeps and is woken less often under load.
+    const bool one_thread_loops = sharded || threads == 1;
+    auto run = [&r, &loops, one_thread_loops](asio::io_context& io) {
         try {
-            io.run();
+            if (one_thread_loops)
+                sc::run_yielding(io);
+            else
+                io.run();
         } catch (const std::exception& e) {
             r.fail(e.what());
             for (auto* loop : loops)

@@ -8,6 +8,7 @@
 #include <socket_connector/keep_alive.hpp>
 #include <socket_connector/logging.hpp>
 #include <socket_connector/options.hpp>
+#include <socket_connector/run.hpp>
 #include <socket_connector/side.hpp>
 #include <socket_connector/socket_options.hpp>
 #include <socket_connector/stats.hpp>

@@ -1,0 +1,192 @@
+// `run_yielding`: runs an io_context as run() does (every handler, stop, running out of work,
+// exceptions), yielding its CPU before it waits; a one_thread proxy relays on it byte for byte.
+#include <socket_connector/run.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <future>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <asio/detached.hpp>
+#include <asio/executor_work_guard.hpp>
+#include <asio/post.hpp>
+#include <asio/steady_timer.hpp>
+
+#include "support/net.hpp"
+#include "support/programs.hpp"
+
+using namespace test_support;
+
+namespace {
+
+/// Runs `work` on a thread of its own and waits at most `deadline` for it to return; a call
+/// that hangs fails the whole run (the thread cannot be taken back), rather than hanging it.
+void returns_within(std::function<void()> work, std::chrono::seconds deadline) {
+    std::packaged_task<void()> task(std::move(work));
+    auto done = task.get_future();
+    std::thread thread(std::move(task));
+    if (done.wait_for(deadline) != std::future_status::ready) {
+        std::fprintf(stderr, "run_test: run_yielding did not return within %lld s\n",
+                     static_cast<long long>(deadline.count()));
+        std::abort();
+    }
+    thread.join();
+    done.get(); // what it threw
+}
+
+/// Posts the next of `left` handlers from each one, so that one is ready at a time.
+void post_chain(asio::io_context& io, int left, int& ran) {
+    asio::post(io, [&io, left, &ran] {
+        ++ran;
+        if (left > 1) post_chain(io, left - 1, ran);
+    });
+}
+
+/// An event loop on a thread of its own, run with run_yielding until destroyed.
+class yielding_loop {
+public:
+    yielding_loop()
+        : guard_(asio::make_work_guard(io_))
+        , thread_([this] { sc::run_yielding(io_); }) {}
+    ~yielding_loop() {
+        guard_.reset();
+        io_.stop();
+        thread_.join();
+    }
+    yielding_loop(const yielding_loop&) = delete;
+    yielding_loop& operator=(const yielding_loop&) = delete;
+    asio::any_io_executor executor() { return io_.get_executor(); }
+
+private:
+    asio::io_context io_{1};
+    asio::executor_work_guard<asio::io_context::executor_type> guard_;
+    std::thread thread_;
+};
+
+/// Clients of all sizes through a one_thread proxy whose loop runs on run_yielding.
+asio::awaitable<void> a_proxy_on_a_yielding_loop_relays_every_byte(asio::any_io_executor loop) {
+    auto ex = co_await asio::this_coro::executor;
+    const std::vector<std::size_t> sizes = {1, 127, 128, 129, 5000, 65536, 1 << 20, 300001};
+    const std::size_t clients = sizes.size() * 3;
+    auto target = loopback_acceptor(ex);
+    sc::options o = proxy_options(target);
+    o.one_thread = true;
+    o.timeout = sc::no_timeout;
+    auto c = co_await sc::server_to_socket(loop, std::move(o));
+    asio::co_spawn(ex, echo_each(target, clients), asio::detached);
+    std::vector<client_result> results(clients);
+    std::uint64_t total = 0;
+    for (std::size_t i = 0; i < clients; ++i) {
+        total += sizes[i % sizes.size()];
+        asio::co_spawn(ex,
+                       echo_client(c->side_a_port(), 700 + i, sizes[i % sizes.size()], results[i]),
+                       asio::detached);
+    }
+    bool all_done = co_await eventually([&] {
+        for (auto& r : results)
+            if (!r.done) return false;
+        return true;
+    });
+    REQUIRE(all_done);
+    for (std::size_t i = 0; i < clients; ++i) {
+        INFO("client " << i << ", " << sizes[i % sizes.size()] << " bytes");
+        CHECK(results[i].intact);
+    }
+    bool all_closed = co_await eventually([&] { return c->connections() == 0; });
+    CHECK(all_closed);
+    auto s = c->stats();
+    CHECK(s.connections_total == clients);
+    CHECK(s.bytes_a_to_b == total);
+    CHECK(s.bytes_b_to_a == total);
+    c->close();
+    co_await c->wait_closed();
+}
+
+} // namespace
+
+TEST_CASE("run_yielding runs every handler and timer, counts them and returns once out of work",
+          "[run]") {
+    asio::io_context io(1);
+    int chained = 0;
+    post_chain(io, 1000, chained);
+    int fired = 0;
+    asio::steady_timer timer(io, 5ms); // an event to wait for: the loop must block, then wake
+    timer.async_wait([&](std::error_code ec) { fired += ec ? 100 : 1; });
+    std::size_t handlers = 0;
+    returns_within([&] { handlers = sc::run_yielding(io); }, 20s);
+    CHECK(chained == 1000);
+    CHECK(fired == 1);
+    CHECK(handlers == 1001);
+    CHECK(io.stopped());
+    // Stopped, it returns at once; restarted, it runs what is posted.
+    asio::post(io, [&] { ++chained; });
+    returns_within([&] { handlers = sc::run_yielding(io); }, 20s);
+    CHECK(handlers == 0);
+    CHECK(chained == 1000);
+    io.restart();
+    returns_within([&] { handlers = sc::run_yielding(io); }, 20s);
+    CHECK(handlers == 1);
+    CHECK(chained == 1001);
+}
+
+TEST_CASE("run_yielding returns when the io_context is stopped from another thread while it "
+          "waits for events",
+          "[run]") {
+    asio::io_context io(1);
+    auto guard = asio::make_work_guard(io); // never out of work: only stop() ends the loop
+    std::promise<void> started;
+    asio::post(io, [&] { started.set_value(); });
+    std::size_t handlers = 0;
+    std::thread loop([&] { handlers = sc::run_yielding(io); });
+    started.get_future().wait(); // it has run a handler; from here on it has nothing to do
+    io.stop();
+    std::promise<void> joined;
+    auto finished = joined.get_future();
+    std::thread joiner([&] {
+        loop.join();
+        joined.set_value();
+    });
+    if (finished.wait_for(20s) != std::future_status::ready) {
+        std::fprintf(stderr, "run_test: run_yielding did not return after stop()\n");
+        std::abort();
+    }
+    joiner.join();
+    CHECK(handlers == 1);
+}
+
+TEST_CASE("an exception from a handler leaves run_yielding, and calling it again goes on",
+          "[run]") {
+    asio::io_context io(1);
+    bool after = false;
+    asio::post(io, [] { throw std::runtime_error("handler failed"); });
+    asio::post(io, [&] { after = true; });
+    bool thrown = false;
+    returns_within(
+        [&] {
+            try {
+                sc::run_yielding(io);
+            } catch (const std::runtime_error& e) {
+                thrown = std::string(e.what()) == "handler failed";
+            }
+        },
+        20s);
+    CHECK(thrown);
+    CHECK_FALSE(after);
+    std::size_t handlers = 0;
+    returns_within([&] { handlers = sc::run_yielding(io); }, 20s);
+    CHECK(after);
+    CHECK(handlers == 1);
+}
+
+TEST_CASE("a one_thread proxy whose loop runs on run_yielding relays every client byte for byte",
+          "[run]") {
+    asio::io_context io;
+    yielding_loop loop; // after io: its thread stops before io goes
+    run(io, a_proxy_on_a_yielding_loop_relays_every_byte(loop.executor()), 60s);
+}
