@@ -36,11 +36,9 @@ inline std::size_t run_yielding(asio::io_context& io) {
         handlers = n > most - handlers ? most : handlers + n;
     };
     for (;;) {
-        // Whatever is ready, and whatever events have come (a check that does not wait).
-        if (auto n = io.poll()) {
-            count(n);
-            continue;
-        }
+        // Whatever is ready, and whatever events have come. It returns once a check for
+        // events (one that does not wait) has found none and no handler is left.
+        count(io.poll());
         if (io.stopped()) return handlers; // stopped, or out of work
         std::this_thread::yield();
         // Waits for an event, unless one came during the yield, and runs one handler.
