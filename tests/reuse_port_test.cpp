@@ -40,11 +40,7 @@ asio::awaitable<void> two_loops_share_one_address(asio::any_io_executor loop1,
         asio::co_spawn(ex,
                        echo_client(c1->side_a_port(), 700 + i, (64u << 10) + 1013 * i, results[i]),
                        asio::detached);
-    bool all_done = co_await eventually([&] {
-        for (auto& r : results)
-            if (!r.done) return false;
-        return true;
-    });
+    bool all_done = co_await all_finished(results);
     REQUIRE(all_done);
     for (std::size_t i = 0; i < clients; ++i) {
         INFO("client " << i);

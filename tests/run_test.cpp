@@ -48,27 +48,6 @@ void post_chain(asio::io_context& io, int left, int& ran) {
     });
 }
 
-/// An event loop on a thread of its own, run with run_yielding until destroyed.
-class yielding_loop {
-public:
-    yielding_loop()
-        : guard_(asio::make_work_guard(io_))
-        , thread_([this] { sc::run_yielding(io_); }) {}
-    ~yielding_loop() {
-        guard_.reset();
-        io_.stop();
-        thread_.join();
-    }
-    yielding_loop(const yielding_loop&) = delete;
-    yielding_loop& operator=(const yielding_loop&) = delete;
-    asio::any_io_executor executor() { return io_.get_executor(); }
-
-private:
-    asio::io_context io_{1};
-    asio::executor_work_guard<asio::io_context::executor_type> guard_;
-    std::thread thread_;
-};
-
 /// Clients of all sizes through a one_thread proxy whose loop runs on run_yielding.
 asio::awaitable<void> a_proxy_on_a_yielding_loop_relays_every_byte(asio::any_io_executor loop) {
     auto ex = co_await asio::this_coro::executor;
@@ -88,11 +67,7 @@ asio::awaitable<void> a_proxy_on_a_yielding_loop_relays_every_byte(asio::any_io_
                        echo_client(c->side_a_port(), 700 + i, sizes[i % sizes.size()], results[i]),
                        asio::detached);
     }
-    bool all_done = co_await eventually([&] {
-        for (auto& r : results)
-            if (!r.done) return false;
-        return true;
-    });
+    bool all_done = co_await all_finished(results);
     REQUIRE(all_done);
     for (std::size_t i = 0; i < clients; ++i) {
         INFO("client " << i << ", " << sizes[i % sizes.size()] << " bytes");
@@ -187,6 +162,6 @@ TEST_CASE("an exception from a handler leaves run_yielding, and calling it again
 TEST_CASE("a one_thread proxy whose loop runs on run_yielding relays every client byte for byte",
           "[run]") {
     asio::io_context io;
-    yielding_loop loop; // after io: its thread stops before io goes
+    loop_thread loop([](asio::io_context& loop_io) { sc::run_yielding(loop_io); }); // after io
     run(io, a_proxy_on_a_yielding_loop_relays_every_byte(loop.executor()), 60s);
 }

@@ -199,7 +199,10 @@ private:
     void after_early(int way, self_ptr self) {
         auto& from = source(way);
         if (from.early_eof_) return end_of_stream(way, std::move(self));
-        if (from.drained_) return wait_readable(way, std::move(self));
+        // Read empty already (a short first read), or marked so (its first read would have
+        // blocked): the receive waits, without a read here that would find nothing.
+        if (from.drained_ || (hinted() && !detail::receive_tries_first(from.socket_)))
+            return wait_readable(way, std::move(self));
         advance(way, std::move(self));
     }
 

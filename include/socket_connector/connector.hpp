@@ -713,6 +713,7 @@ private:
         bool done = false;
         bool data_first = false; // bytes are ready to go to B as soon as it is connected
         bool send_ahead = false; // and they may be sent by the dial itself (see `send_ahead`)
+        bool waited = false;     // the event loop has waited since the socket was registered
         std::error_code last;    // why the last target failed
     };
     using attempt_ptr = std::shared_ptr<dial_attempt>;
@@ -762,9 +763,11 @@ private:
                 attempt->last = ec;
                 continue;
             }
+            attempt->waited = false; // a new socket, registered just now
             if (attempt->data_first) detail::delay_handshake_ack(socket);
 #if defined(ASIO_WINDOWS) || defined(__CYGWIN__)
             arm_dial_timer(attempt);
+            attempt->waited = true;
             socket.async_connect(target, connected_handler(std::move(a), std::move(attempt)));
             return;
 #else
@@ -787,6 +790,7 @@ private:
                 }
                 // Under way: writable once established or failed.
                 arm_dial_timer(attempt);
+                attempt->waited = true;
                 socket.async_wait(socket_type::wait_write,
                                   connected_handler(std::move(a), std::move(attempt)));
                 return;
@@ -875,6 +879,11 @@ private:
             return;
         }
         b->drained_ = true; // just connected: nothing read from it yet
+        // Connected in the handler that registered the socket with the event loop: no
+        // epoll_wait has taken its entry since, so whatever B has sent meanwhile (a server that
+        // speaks first, an end of stream) keeps the entry on epoll's ready list and is reported
+        // by the next epoll_wait, which undoes the mark. Its first receive need not try.
+        if (!attempt->waited) emptied(*b);
         pair_dialed(std::move(a), std::move(b));
     }
 

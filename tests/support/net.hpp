@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdint>
 #include <exception>
+#include <functional>
 #include <mutex>
 #include <span>
 #include <string>
@@ -60,9 +61,16 @@ inline void run(asio::io_context& io, asio::awaitable<void> task,
 /// stop first.
 class loop_thread {
 public:
-    loop_thread()
+    /// `runner` runs the loop on the thread instead of `run_for(90s)` (it returns once the loop
+    /// is stopped).
+    explicit loop_thread(std::function<void(asio::io_context&)> runner = {})
         : guard_(asio::make_work_guard(io_))
-        , thread_([this] { io_.run_for(90s); }) {}
+        , thread_([this, runner = std::move(runner)] {
+            if (runner)
+                runner(io_);
+            else
+                io_.run_for(90s);
+        }) {}
     ~loop_thread() {
         guard_.reset();
         io_.stop();
@@ -232,6 +240,18 @@ inline asio::awaitable<void> echo_client(unsigned short port, std::uint64_t seed
     auto got = co_await send_and_receive(socket, sent);
     r.intact = got.size() == sent.size() && checksum(got) == checksum(sent);
     r.done = true;
+}
+
+/// Waits until every client of `results` has finished, for at most `limit`; true if they all did.
+inline asio::awaitable<bool> all_finished(const std::vector<client_result>& results,
+                                          std::chrono::milliseconds limit = 10s) {
+    co_return co_await eventually(
+        [&] {
+            for (auto& r : results)
+                if (!r.done) return false;
+            return true;
+        },
+        limit);
 }
 
 /// Records every line a connector logs, for assertions.
