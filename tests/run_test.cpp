@@ -2,7 +2,6 @@
 // exceptions), yielding its CPU before it waits; a one_thread proxy relays on it byte for byte.
 #include <socket_connector/run.hpp>
 
-#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -117,21 +116,14 @@ TEST_CASE("run_yielding returns when the io_context is stopped from another thre
     auto guard = asio::make_work_guard(io); // never out of work: only stop() ends the loop
     std::promise<void> started;
     asio::post(io, [&] { started.set_value(); });
-    std::size_t handlers = 0;
-    std::thread loop([&] { handlers = sc::run_yielding(io); });
-    started.get_future().wait(); // it has run a handler; from here on it has nothing to do
-    io.stop();
-    std::promise<void> joined;
-    auto finished = joined.get_future();
-    std::thread joiner([&] {
-        loop.join();
-        joined.set_value();
+    // Stops it from another thread once it has run a handler; from then on it has nothing to do.
+    std::thread stopper([&] {
+        started.get_future().wait();
+        io.stop();
     });
-    if (finished.wait_for(20s) != std::future_status::ready) {
-        std::fprintf(stderr, "run_test: run_yielding did not return after stop()\n");
-        std::abort();
-    }
-    joiner.join();
+    std::size_t handlers = 0;
+    returns_within([&] { handlers = sc::run_yielding(io); }, 20s);
+    stopper.join();
     CHECK(handlers == 1);
 }
 
