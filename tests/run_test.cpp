@@ -1,5 +1,6 @@
 // `run_yielding`: runs an io_context as run() does (every handler, stop, running out of work,
-// exceptions), yielding its CPU before it waits; a one_thread proxy relays on it byte for byte.
+// exceptions), yielding its CPU before it waits, with and without its adaptive spin; the spin's
+// budget grows and shrinks as documented; a one_thread proxy relays on it byte for byte.
 #include <socket_connector/run.hpp>
 
 #include <chrono>
@@ -86,6 +87,8 @@ asio::awaitable<void> a_proxy_on_a_yielding_loop_relays_every_byte(asio::any_io_
 
 TEST_CASE("run_yielding runs every handler and timer, counts them and returns once out of work",
           "[run]") {
+    const std::chrono::microseconds spin(GENERATE(0L, 50L, 10'000L));
+    CAPTURE(spin.count());
     asio::io_context io(1);
     int chained = 0;
     post_chain(io, 1000, chained);
@@ -93,18 +96,18 @@ TEST_CASE("run_yielding runs every handler and timer, counts them and returns on
     asio::steady_timer timer(io, 5ms); // an event to wait for: the loop must block, then wake
     timer.async_wait([&](std::error_code ec) { fired += ec ? 100 : 1; });
     std::size_t handlers = 0;
-    returns_within([&] { handlers = sc::run_yielding(io); }, 20s);
+    returns_within([&] { handlers = sc::run_yielding(io, spin); }, 20s);
     CHECK(chained == 1000);
     CHECK(fired == 1);
     CHECK(handlers == 1001);
     CHECK(io.stopped());
     // Stopped, it returns at once; restarted, it runs what is posted.
     asio::post(io, [&] { ++chained; });
-    returns_within([&] { handlers = sc::run_yielding(io); }, 20s);
+    returns_within([&] { handlers = sc::run_yielding(io, spin); }, 20s);
     CHECK(handlers == 0);
     CHECK(chained == 1000);
     io.restart();
-    returns_within([&] { handlers = sc::run_yielding(io); }, 20s);
+    returns_within([&] { handlers = sc::run_yielding(io, spin); }, 20s);
     CHECK(handlers == 1);
     CHECK(chained == 1001);
 }
@@ -125,6 +128,81 @@ TEST_CASE("run_yielding returns when the io_context is stopped from another thre
     returns_within([&] { handlers = sc::run_yielding(io); }, 20s);
     stopper.join();
     CHECK(handlers == 1);
+}
+
+TEST_CASE("run_yielding returns when stopped from another thread while it spins or sleeps",
+          "[run]") {
+    asio::io_context io(1);
+    auto guard = asio::make_work_guard(io);
+    // Timers 100 us apart teach the loop to spin (its waits are short), up to 10 ms; after
+    // the last one it spins, then sleeps, and the stop comes during either.
+    asio::steady_timer timer(io);
+    int fired = 0;
+    std::promise<void> taught;
+    std::function<void(std::error_code)> next = [&](std::error_code ec) {
+        if (ec) return;
+        if (++fired == 200) {
+            taught.set_value();
+            return;
+        }
+        timer.expires_after(100us);
+        timer.async_wait(next);
+    };
+    timer.expires_after(100us);
+    timer.async_wait(next);
+    std::thread stopper([&] {
+        taught.get_future().wait();
+        io.stop();
+    });
+    std::size_t handlers = 0;
+    returns_within([&] { handlers = sc::run_yielding(io, 10ms); }, 20s);
+    stopper.join();
+    CHECK(fired == 200);
+    CHECK(handlers == 200);
+}
+
+TEST_CASE("run_yielding's spin grows while waits are short, and stops once they are long",
+          "[run]") {
+    using ns = std::chrono::nanoseconds;
+    SECTION("no limit, no spin") {
+        sc::detail::spin_budget none(0us);
+        CHECK_FALSE(none.enabled());
+        none.waited(1us);
+        CHECK(none.spin() == ns::zero());
+        sc::detail::spin_budget negative(-5us);
+        CHECK_FALSE(negative.enabled());
+        negative.waited(1us);
+        CHECK(negative.spin() == ns::zero());
+    }
+    SECTION("a limit of 80 us") {
+        sc::detail::spin_budget b(80us);
+        CHECK(b.enabled());
+        CHECK(b.spin() == ns::zero()); // nothing learned yet
+        b.waited(500us);               // a long wait: still none
+        CHECK(b.spin() == ns::zero());
+        b.waited(30us); // a spin of 30 us would have caught it: a quarter of the limit
+        CHECK(b.spin() == 20us);
+        b.waited(35us); // still short: doubles
+        CHECK(b.spin() == 40us);
+        b.waited(80us); // the limit itself still counts as short
+        CHECK(b.spin() == 80us);
+        b.waited(60us); // at the limit, it stays there
+        CHECK(b.spin() == 80us);
+        b.waited(81us); // longer than the limit: halves
+        CHECK(b.spin() == 40us);
+        b.waited(1s);
+        CHECK(b.spin() == 20us);
+        b.waited(1s);
+        CHECK(b.spin() == 10us);
+        b.waited(1s);
+        CHECK(b.spin() == 5us); // a sixteenth of the limit: kept
+        b.waited(1s);
+        CHECK(b.spin() == ns::zero()); // below it: off
+        b.waited(1s);
+        CHECK(b.spin() == ns::zero());
+        b.waited(10us); // short waits again: back on
+        CHECK(b.spin() == 20us);
+    }
 }
 
 TEST_CASE("an exception from a handler leaves run_yielding, and calling it again goes on",
@@ -154,6 +232,9 @@ TEST_CASE("an exception from a handler leaves run_yielding, and calling it again
 TEST_CASE("a one_thread proxy whose loop runs on run_yielding relays every client byte for byte",
           "[run]") {
     asio::io_context io;
-    loop_thread loop([](asio::io_context& loop_io) { sc::run_yielding(loop_io); }); // after io
+    const std::chrono::microseconds spin(GENERATE(0L, 50L));
+    CAPTURE(spin.count());
+    loop_thread loop(
+        [spin](asio::io_context& loop_io) { sc::run_yielding(loop_io, spin); }); // after io
     run(io, a_proxy_on_a_yielding_loop_relays_every_byte(loop.executor()), 60s);
 }
