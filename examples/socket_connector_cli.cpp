@@ -242,6 +242,7 @@ int serve(config cfg) {
     std::vector<asio::io_context*> loops;
     for (auto& loop : owned)
         loops.push_back(loop.get());
+    const std::chrono::microseconds spin = cfg.spin;
     relay r(loops, std::move(cfg));
     r.start();
     // The other loops have nothing to do until their connector is made: keep them running
@@ -250,12 +251,13 @@ int serve(config cfg) {
     for (std::size_t i = 1; i < loops.size(); ++i)
         keep.push_back(asio::make_work_guard(*loops[i]));
     // A loop that one thread runs lets the processes it relays for go first whenever it runs
-    // dry (sc::run_yielding): it then sleeps and is woken less often under load.
+    // dry, and spins while its events come at short intervals (sc::run_yielding): it then
+    // sleeps and is woken less often.
     const bool one_thread_loops = sharded || threads == 1;
-    auto run = [&r, &loops, one_thread_loops](asio::io_context& io) {
+    auto run = [&r, &loops, one_thread_loops, spin](asio::io_context& io) {
         try {
             if (one_thread_loops)
-                sc::run_yielding(io);
+                sc::run_yielding(io, spin);
             else
                 io.run();
         } catch (const std::exception& e) {

@@ -78,6 +78,19 @@ TEST_CASE("parse_args: --threads defaults to one per core, at least 1", "[cli_ar
           R"(--threads needs a whole number from 1 to 256 (got "257"))");
 }
 
+TEST_CASE("parse_args: --spin defaults to 50 microseconds, 0 turns it off, at most 10000",
+          "[cli_args]") {
+    CHECK(accepted(with({})).spin == 50us);
+    CHECK(accepted(with({"--spin", "0"})).spin == 0us);
+    CHECK(accepted(with({"--spin=10000"})).spin == 10ms);
+    CHECK(rejected(with({"--spin", "10001"})) ==
+          R"(--spin needs a whole number of microseconds from 0 to 10000 (got "10001"))");
+    CHECK(rejected(with({"--spin", "-1"})) ==
+          R"(--spin needs a whole number of microseconds from 0 to 10000 (got "-1"))");
+    CHECK(rejected(with({"--spin", "5.5"})) ==
+          R"(--spin needs a whole number of microseconds from 0 to 10000 (got "5.5"))");
+}
+
 TEST_CASE("parse_args: --max-pending and --max-connections take 0 (no limit) to 1048576",
           "[cli_args]") {
     auto cfg = accepted(with({"--max-pending", "10", "--max-connections=5"}));
@@ -161,12 +174,26 @@ TEST_CASE("make_options carries every connector option of the command line", "[c
 }
 
 TEST_CASE("the usage text lists every option the parser knows", "[cli_args]") {
-    for (const char* flag :
-         {"--a ADDR", "--b ADDR", "--multi", "--timeout SECS", "--verbose", "--log-traffic",
-          "--keepalive IDLE,INTERVAL,COUNT", "--no-keepalive", "--auth-a TOKEN", "--auth-b TOKEN",
-          "--auth-timeout SECS", "--connect-timeout SECS", "--threads N", "--max-pending N",
-          "--max-connections N", "--idle-timeout SECS", "--drain-timeout SECS", "--stats",
-          "--help"}) {
+    for (const char* flag : {"--a ADDR",
+                             "--b ADDR",
+                             "--multi",
+                             "--timeout SECS",
+                             "--verbose",
+                             "--log-traffic",
+                             "--keepalive IDLE,INTERVAL,COUNT",
+                             "--no-keepalive",
+                             "--auth-a TOKEN",
+                             "--auth-b TOKEN",
+                             "--auth-timeout SECS",
+                             "--connect-timeout SECS",
+                             "--threads N",
+                             "--spin USEC",
+                             "--max-pending N",
+                             "--max-connections N",
+                             "--idle-timeout SECS",
+                             "--drain-timeout SECS",
+                             "--stats",
+                             "--help"}) {
         INFO(flag);
         CHECK(cli::usage_text.find(flag) != std::string_view::npos);
     }
