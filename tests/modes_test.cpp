@@ -27,8 +27,9 @@ struct target {
         reply_after_eof, // reads to the peer's FIN, then sends `reply` (then FIN)
     };
 
-    target(asio::any_io_executor ex, kind k, std::vector<char> r = {})
-        : acceptor(ex, loopback(0))
+    target(asio::any_io_executor ex, kind k, std::vector<char> r = {},
+           tcp::endpoint at = loopback(0))
+        : acceptor(ex, at)
         , mode(k)
         , reply(std::move(r)) {}
 
@@ -86,8 +87,8 @@ asio::awaitable<void> serve(std::shared_ptr<target> t) {
 }
 
 std::shared_ptr<target> start_target(asio::any_io_executor ex, target::kind k,
-                                     std::vector<char> reply = {}) {
-    auto t = std::make_shared<target>(ex, k, std::move(reply));
+                                     std::vector<char> reply = {}, tcp::endpoint at = loopback(0)) {
+    auto t = std::make_shared<target>(ex, k, std::move(reply), at);
     asio::co_spawn(ex, serve(t), asio::detached);
     return t;
 }
@@ -361,6 +362,47 @@ asio::awaitable<void> server_to_server_ipv6() {
     co_await c->wait_closed();
 }
 
+/// A B named by a host with several addresses: a proxy tries them in turn for each A. The empty
+/// host stands for the loopback addresses (getaddrinfo(3) with no node name and no AI_PASSIVE),
+/// here ::1 and 127.0.0.1. The last of them listens; every other one is bound at the same port
+/// without listening, so that a connect there is refused.
+asio::awaitable<void> multi_tries_each_address() {
+    auto ex = co_await asio::this_coro::executor;
+    tcp::resolver resolver(ex);
+    std::vector<tcp::endpoint> order; // as the connector will resolve it
+    for (const auto& entry : co_await resolver.async_resolve("", "1", asio::use_awaitable))
+        order.push_back(entry.endpoint());
+    if (order.size() < 2) {
+        WARN("only one loopback address here: nothing to fall back to");
+        co_return;
+    }
+    auto t = start_target(ex, target::kind::echo, {}, {order.back().address(), 0});
+    std::vector<std::unique_ptr<tcp::acceptor>> refusing;
+    for (std::size_t i = 0; i + 1 < order.size(); ++i) {
+        refusing.push_back(std::make_unique<tcp::acceptor>(ex));
+        refusing.back()->open(order[i].protocol());
+        refusing.back()->bind({order[i].address(), t->port()});
+    }
+    log_capture capture;
+    sc::options o = loopback_options();
+    o.b.port = std::to_string(t->port());
+    o.multi = true;
+    o.logger = capture.logger();
+    auto c = co_await sc::server_to_socket(ex, std::move(o));
+    int ok = 0;
+    for (std::uint64_t i = 0; i < 3; ++i)
+        co_await one_client(c->side_a_port(), 80 + i, 70000, ok);
+    INFO(capture.all());
+    CHECK(ok == 3);
+    CHECK(t->accepted == 3);
+    CHECK(co_await eventually([&] { return t->finished == 3; }));
+    auto s = c->stats();
+    CHECK(s.connections_total == 3);
+    CHECK(s.sockets_created == 6);
+    c->close();
+    co_await c->wait_closed();
+}
+
 asio::awaitable<void> host_and_port_strings() {
     auto ex = co_await asio::this_coro::executor;
     auto t = start_target(ex, target::kind::echo);
@@ -386,6 +428,11 @@ asio::awaitable<void> host_and_port_strings() {
 TEST_CASE("sides given as host and port strings are resolved", "[modes]") {
     asio::io_context io;
     run(io, host_and_port_strings(), 30s);
+}
+
+TEST_CASE("server_to_socket with multi tries each address of B's host in turn", "[modes]") {
+    asio::io_context io;
+    run(io, multi_tries_each_address(), 30s);
 }
 
 TEST_CASE("server_to_socket dials B up front and serves only the first A", "[modes]") {
