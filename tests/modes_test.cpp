@@ -369,8 +369,11 @@ asio::awaitable<void> server_to_server_ipv6() {
 asio::awaitable<void> multi_tries_each_address() {
     auto ex = co_await asio::this_coro::executor;
     tcp::resolver resolver(ex);
+    // Named: g++ 12 may destroy a temporary of a co_await expression twice (see the
+    // connector's `resolve`).
+    auto results = co_await resolver.async_resolve("", "1", asio::use_awaitable);
     std::vector<tcp::endpoint> order; // as the connector will resolve it
-    for (const auto& entry : co_await resolver.async_resolve("", "1", asio::use_awaitable))
+    for (const auto& entry : results)
         order.push_back(entry.endpoint());
     if (order.size() < 2) {
         WARN("only one loopback address here: nothing to fall back to");
