@@ -313,10 +313,7 @@ asio::awaitable<void> bind_in_use_error_code() {
 
 asio::awaitable<void> connect_refused_throws() {
     auto ex = co_await asio::this_coro::executor;
-    // Bound but not listening: connecting to it is refused, and nothing else can take the port.
-    tcp::acceptor reserved(ex);
-    reserved.open(tcp::v4());
-    reserved.bind(loopback(0));
+    auto reserved = refusing(ex, loopback(0));
     auto port = reserved.local_endpoint().port();
     sc::options o = loopback_options();
     o.a.endpoint = loopback(port);

@@ -225,10 +225,7 @@ asio::awaitable<void> server_to_socket_multi_b_speaks_first() {
 
 asio::awaitable<void> server_to_socket_multi_refused() {
     auto ex = co_await asio::this_coro::executor;
-    // Bound but not listening: connecting to it is refused.
-    tcp::acceptor reserved(ex);
-    reserved.open(tcp::v4());
-    reserved.bind(loopback(0));
+    auto reserved = refusing(ex, loopback(0));
     log_capture capture;
     sc::options o = loopback_options();
     o.b.endpoint = loopback(reserved.local_endpoint().port());
@@ -372,20 +369,15 @@ asio::awaitable<void> multi_tries_each_address() {
     // Named: g++ 12 may destroy a temporary of a co_await expression twice (see the
     // connector's `resolve`).
     auto results = co_await resolver.async_resolve("", "1", asio::use_awaitable);
-    std::vector<tcp::endpoint> order; // as the connector will resolve it
-    for (const auto& entry : results)
-        order.push_back(entry.endpoint());
+    std::vector<tcp::endpoint> order(results.begin(), results.end()); // as the connector has it
     if (order.size() < 2) {
         WARN("only one loopback address here: nothing to fall back to");
         co_return;
     }
     auto t = start_target(ex, target::kind::echo, {}, {order.back().address(), 0});
-    std::vector<std::unique_ptr<tcp::acceptor>> refusing;
-    for (std::size_t i = 0; i + 1 < order.size(); ++i) {
-        refusing.push_back(std::make_unique<tcp::acceptor>(ex));
-        refusing.back()->open(order[i].protocol());
-        refusing.back()->bind({order[i].address(), t->port()});
-    }
+    std::vector<tcp::acceptor> others;
+    for (std::size_t i = 0; i + 1 < order.size(); ++i)
+        others.push_back(refusing(ex, {order[i].address(), t->port()}));
     log_capture capture;
     sc::options o = loopback_options();
     o.b.port = std::to_string(t->port());

@@ -280,6 +280,15 @@ struct log_capture {
     }
 };
 
+/// An acceptor bound to `at` without listening: a connect there is refused, and nothing else can
+/// take the address meanwhile.
+inline tcp::acceptor refusing(asio::any_io_executor ex, const tcp::endpoint& at) {
+    tcp::acceptor acceptor(ex);
+    acceptor.open(at.protocol());
+    acceptor.bind(at);
+    return acceptor;
+}
+
 /// Options with both sides on 127.0.0.1 and a port the OS chooses.
 inline sc::options loopback_options() {
     sc::options o;
