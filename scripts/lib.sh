@@ -4,7 +4,7 @@
 SC_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$SC_ROOT"
 
-SC_PACKAGES=(libasio-dev libfmt-dev catch2 cmake g++ clang ncat)
+SC_PACKAGES=(libasio-dev libfmt-dev catch2 cmake g++ clang ncat ccache)
 
 sc_log() { printf '==> %s\n' "$*" >&2; }
 
@@ -35,10 +35,18 @@ sc_ensure_deps() {
 sc_configure() {
     local dir="$1" cxx="$2"
     shift 2
+    # ccache keeps compiled objects across builds and clean clones on the same machine (its cache
+    # lives in the user's home): a rebuild after a small change, or CI after a session, is cheap.
+    # Paths are hashed relative to the checkout, so a clone in another folder hits the same cache.
+    local launcher=()
+    if command -v ccache >/dev/null; then
+        launcher=("-DCMAKE_CXX_COMPILER_LAUNCHER=env;CCACHE_BASEDIR=$SC_ROOT;CCACHE_NOHASHDIR=1;ccache")
+    fi
     sc_log "configuring $dir with $cxx"
     cmake -S "$SC_ROOT" -B "$dir" \
         -DCMAKE_BUILD_TYPE=RelWithDebInfo \
         -DCMAKE_CXX_COMPILER="$cxx" \
         -DCMAKE_EXPORT_COMPILE_COMMANDS=ON \
+        ${launcher[@]+"${launcher[@]}"} \
         "$@"
 }
