@@ -1,0 +1,18 @@
+"""The relay benchmark behind bench/run, one idea per module:
+
+  common      paths, logging and the harness's two exceptions
+  processes   starting and stopping processes; CPU, RSS and TCP segments from /proc
+  packages    the Debian packages a run needs, installed with apt-get when missing
+  journal     what the report prints about the run: commands, configs, notes, errors
+  peers       the relays (HAProxy, nginx stream, socat, socket-connector): configs, start, stop
+  backends    the servers behind the relays: iperf3, sockperf, the nginx HTTP backend
+  loads       one measurement through one relay: iperf3, the pusher, sockperf, wrk, idle pairs
+  schedule    the interleaved repeats and the paired rounds
+  micro       the library's own micro-benchmarks, if the build has any
+  results     medians and ratios over the records, and the JSON file
+  targets     the targets of issue 4, met or not
+  report      the markdown report
+  chart       the gnuplot chart
+  harness     one run: settings from the command line, then all of the above in order
+  cli         the command line, signals and cleanup
+"""

@@ -1,0 +1,233 @@
+"""One measurement through one relay (or `direct`), started fresh for it and stopped right
+after. Each returns the figures of its record:
+
+  throughput  iperf3 -P 1 and -P 8, and the relay's CPU time during each
+  pusher      bench/tools.py source -> sink, fixed bytes: direct, the proxy mode and rendezvous
+  latency     sockperf ping-pong (or the python one): p50, p99 and CPU per round trip
+  connrate    wrk with `Connection: close`: conn/s, CPU and TCP segments per connection
+  memory      bench/tools.py idle-pairs: the relay's RSS per idle pair at each level
+
+latency_load and wrk_load also serve the paired rounds (schedule.py), on relays already up."""
+import json
+import re
+import subprocess
+import time
+
+from . import backends, peers
+from .common import HOST, PY, TOOLS, BenchError
+from .peers import RENDEZVOUS
+from .processes import PROCS, read_line, run, tail, tcp_out_segs, tree_cpu, tree_rss
+
+
+def throughput(h, target):
+    relay = peers.start(h, target, h.port["iperf3"])
+    out = {}
+    try:
+        for streams in (1, 8):
+            cmd = ["iperf3", "-c", HOST, "-p", str(relay.port), "-P", str(streams),
+                   "-t", str(h.p["iperf_t"]), "--connect-timeout", "5000", "-J"]
+            h.journal.note_cmd("load", f"throughput, {streams} stream(s)", cmd, {relay.port: "PORT"})
+            cpu0 = tree_cpu(relay.pid) if relay.pid else None
+            try:
+                text = run(cmd, h.p["iperf_t"] + 30, f"iperf3-P{streams}-{target}")
+            except BenchError:
+                backends.start_iperf(h)       # a failed test can leave the server busy
+                raise
+            cpu1 = tree_cpu(relay.pid) if relay.pid else None
+            try:
+                j = json.loads(text)
+                recv = j["end"]["sum_received"]
+            except (ValueError, KeyError) as e:
+                raise BenchError(f"iperf3 output not understood ({e}): {text[-300:]}")
+            out[f"bps{streams}"] = recv["bits_per_second"]
+            out[f"bytes{streams}"] = recv["bytes"]
+            if cpu0 is not None:
+                out[f"cpu{streams}"] = cpu1 - cpu0
+    finally:
+        peers.stop(relay)
+    return out
+
+
+def pusher(h, target):
+    """Throughput with the python pusher: direct, proxy (--multi) and rendezvous."""
+    out = {}
+    for streams in (1, 8):
+        tl = h.p["push_limit"]
+        total = h.p["push_bytes"]
+        sink_port = h.port["sink"]
+        relay = None
+        sink = None
+        try:
+            if target == RENDEZVOUS:
+                relay = peers.start(h, RENDEZVOUS, h.port["rdv_b"])
+                sink_cmd = [PY, TOOLS, "sink", "--connect", str(h.port["rdv_b"]),
+                            "--streams", str(streams), "--time-limit", str(tl + 10)]
+                src_port = relay.port
+            else:
+                sink_cmd = [PY, TOOLS, "sink", "--listen", str(sink_port),
+                            "--streams", str(streams), "--time-limit", str(tl + 10)]
+            h.journal.note_cmd("load", "pusher sink, " + ("dialing the rendezvous B side" if target == RENDEZVOUS
+                                                     else "listening (the backend)"), sink_cmd)
+            sink = PROCS.spawn(sink_cmd, f"sink-{target}", stdout_pipe=True)
+            if read_line(sink, 30) != "READY":
+                raise BenchError(f"pusher sink did not start: {tail(sink.err_path)}")
+            if target == "direct":
+                src_port = sink_port
+            elif target != RENDEZVOUS:
+                relay = peers.start(h, target, sink_port)
+                src_port = relay.port
+            cpu0 = tree_cpu(relay.pid) if relay else None
+            src_cmd = [PY, TOOLS, "source", "--connect", str(src_port), "--streams", str(streams),
+                       "--bytes", str(total), "--time-limit", str(tl)]
+            h.journal.note_cmd("load", "pusher source", src_cmd, {src_port: "PORT"})
+            run(src_cmd, tl + 30, f"source-{target}")
+            line = read_line(sink, 30)
+            cpu1 = tree_cpu(relay.pid) if relay else None
+            try:
+                j = json.loads(line or "")
+            except ValueError:
+                raise BenchError(f"pusher sink gave no result: {tail(sink.err_path)}")
+            if not j["bytes"] or j["seconds"] <= 0:
+                raise BenchError("pusher moved no bytes")
+            out[f"bps{streams}"] = j["bytes"] * 8 / j["seconds"]
+            out[f"bytes{streams}"] = j["bytes"]
+            if relay:
+                out[f"cpu{streams}"] = cpu1 - cpu0
+        finally:
+            PROCS.stop(sink)
+            peers.stop(relay)
+    return out
+
+
+def latency(h, target):
+    relay = peers.start(h, target, h.port["sockperf"])
+    try:
+        return latency_load(h, relay, h.p["lat_t"], "latency")
+    finally:
+        peers.stop(relay)
+
+
+def latency_load(h, relay, t, what):
+    """One ping-pong of `t` seconds through `relay`: the round trip's p50 and p99 in µs, and
+    the relay's CPU time per round trip (all of the run's round trips, warm-up included)."""
+    target = relay.target
+    cpu0 = tree_cpu(relay.pid) if relay.pid else None
+    if h.use_sockperf:
+        cmd = ["sockperf", "ping-pong", "--tcp", "-i", HOST, "-p", str(relay.port),
+               "-t", str(t), "--full-rtt"]
+        h.journal.note_cmd("load", f"{what}: sockperf, 14-byte messages, full round trip", cmd, {relay.port: "PORT"})
+        text = re.sub(r"\x1b\[[0-9;]*m", "", run(cmd, t + 30, f"sockperf-{target}"))
+        p50 = re.search(r"percentile 50\.000 =\s*([\d.]+)", text)
+        p99 = re.search(r"percentile 99\.000 =\s*([\d.]+)", text)
+        if not (p50 and p99):
+            raise BenchError(f"sockperf output not understood: {text[-300:]}")
+        out = {"p50": float(p50.group(1)), "p99": float(p99.group(1))}
+        n = re.search(r"\[Total Run\].*?ReceivedMessages=(\d+)", text)
+        trips = int(n.group(1)) if n else 0
+    else:
+        cmd = [PY, TOOLS, "pingpong-client", "--connect", str(relay.port), "--seconds", str(t)]
+        h.journal.note_cmd("load", f"{what}: python 1-byte ping-pong, round trip", cmd, {relay.port: "PORT"})
+        j = json.loads(run(cmd, t + 30, f"pingpong-{target}").strip().splitlines()[-1])
+        if not j["count"]:
+            raise BenchError("ping-pong got no answer")
+        out = {"p50": j["p50_us"], "p99": j["p99_us"]}
+        trips = j["count"]
+    cpu1 = tree_cpu(relay.pid) if relay.pid else None
+    if trips > 0 and cpu0 is not None and cpu1 is not None:
+        out["cpu_us_per_rt"] = (cpu1 - cpu0) / trips * 1e6
+    return out
+
+
+def connrate(h, target):
+    relay = peers.start(h, target, h.port["http"])
+    try:
+        return wrk_load(h, relay, h.p["wrk_d"], "conn/s: wrk, a new connection per request")
+    finally:
+        peers.stop(relay)
+
+
+def wrk_load(h, relay, d, label):
+    """One wrk load of `d` seconds through `relay`: conn/s, and the relay's CPU and the TCP
+    segments per connection."""
+    cmd = ["wrk", "-t", "1", "-c", str(h.p["wrk_c"]), "-d", f"{d}s", "--timeout", "2s",
+           "-H", "Connection: close", f"http://{HOST}:{relay.port}/tiny.txt"]
+    h.journal.note_cmd("load", label, cmd, {relay.port: "PORT"})
+    target = relay.target
+    cpu0 = tree_cpu(relay.pid) if relay.pid else None
+    segs0 = tcp_out_segs()
+    text = run(cmd, d + 30, f"wrk-{target}")
+    segs1 = tcp_out_segs()
+    cpu1 = tree_cpu(relay.pid) if relay.pid else None
+    m = re.search(r"Requests/sec:\s*([\d.]+)", text)
+    if not m:
+        raise BenchError(f"wrk output not understood: {text[-300:]}")
+    out = {"cps": float(m.group(1))}
+    # What each connection cost: the relay's CPU, and TCP segments on both links.
+    n = re.search(r"(\d+) requests in", text)
+    requests = int(n.group(1)) if n else 0
+    if requests > 0:
+        out["requests"] = requests
+        if cpu0 is not None and cpu1 is not None:
+            out["cpu_us_per_conn"] = (cpu1 - cpu0) / requests * 1e6
+        if segs0 is not None and segs1 is not None:
+            out["segs_per_conn"] = (segs1 - segs0) / requests
+    e = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    if e:
+        out["socket_errors"] = sum(int(x) for x in e.groups())
+    n = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    if n:
+        out["non2xx"] = int(n.group(1))
+    return out
+
+
+def memory(h, target):
+    out = {}
+    for level in h.levels:
+        n = level
+        if target == "socat" and n > h.args.fork_pairs_max:
+            out[f"skip{level}"] = (f"socat forks one process per pair; skipped above "
+                                   f"{h.args.fork_pairs_max} pairs (--fork-pairs-max)")
+            continue
+        relay = peers.start(h, target, h.port["idle"])
+        holder = None
+        try:
+            time.sleep(0.3)
+            rss0, _ = tree_rss(relay.pid)
+            cmd = [PY, TOOLS, "idle-pairs", "--relay", str(relay.port), "--backend", str(h.port["idle"]),
+                   "--pairs", str(n), "--timeout", str(h.p["mem_timeout"])]
+            h.journal.note_cmd("load", "memory: idle pairs", cmd, {relay.port: "PORT"})
+            holder = PROCS.spawn(cmd, f"idle-{target}-{n}", stdin=subprocess.PIPE, stdout_pipe=True)
+            line = read_line(holder, h.p["mem_timeout"] + 30)
+            try:
+                j = json.loads(line or "")
+            except ValueError:
+                raise BenchError(f"idle-pairs gave no result: {tail(holder.err_path)}")
+            if j["pairs"] == 0:
+                raise BenchError(f"no pair reached the backend through {target}")
+            time.sleep(0.5)
+            rss1, nproc = tree_rss(relay.pid)
+            out[f"rss_kib{level}"] = (rss1 - rss0) / j["pairs"]
+            out[f"pairs{level}"] = j["pairs"]
+            out[f"rss0_{level}"] = rss0
+            out[f"rss1_{level}"] = rss1
+            out[f"procs{level}"] = nproc
+            if j["pairs"] < n:
+                out[f"partial{level}"] = f"only {j['pairs']} of {n} pairs in {j['seconds']:.0f} s"
+            try:
+                holder.stdin.write(b"\n")
+                holder.stdin.flush()
+            except OSError:
+                pass
+            try:
+                holder.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                pass
+        finally:
+            PROCS.stop(holder)
+            peers.stop(relay)
+    return out
+
+
+# The loads of the interleaved repeats, by metric name.
+MEASURES = {"throughput": throughput, "pusher": pusher, "latency": latency, "connrate": connrate,
+            "memory": memory}

@@ -1,0 +1,131 @@
+"""The relays measured beside `direct`: their configs and command lines, starting one fresh for
+a measurement and stopping it right after.
+
+HAProxy runs two ways: `option splice-auto` (haproxy-splice) and `nosplice` (haproxy). Then nginx's stream module, socat with fork, and socket-connector in its
+proxy mode (server-to-socket --multi) and its rendezvous mode (server-to-server)."""
+import os
+import time
+
+from .common import HOST, BenchError
+from .packages import NGINX_STREAM_SO
+from .processes import PROCS, tail, wait_listen, wait_output
+
+ALL_PEERS = ["haproxy-splice", "haproxy", "nginx", "socat", "socket-connector"]
+RENDEZVOUS = "sc-rendezvous"
+# Each relay's listen port is the run's base port + this.
+PORT_OFFSETS = {"haproxy-splice": 10, "haproxy": 11, "nginx": 12, "socat": 13, "socket-connector": 14,
+                RENDEZVOUS: 15}
+PACKAGES = {"haproxy-splice": ["haproxy"], "haproxy": ["haproxy"],
+            "nginx": ["nginx", "libnginx-mod-stream"], "socat": ["socat"], "socket-connector": []}
+SPLICE_OPTIONS = {"haproxy-splice": ["splice-auto"]}
+
+
+def labels(haproxy_version, nginx_version, socat_version, threads):
+    """How the report names each target."""
+    thr = f" --threads {threads}" if threads else ""
+    return {
+        "direct": "direct (no relay)",
+        "haproxy-splice": f"HAProxy {haproxy_version}, splice-auto",
+        "haproxy": f"HAProxy {haproxy_version}, no splice",
+        "nginx": f"nginx {nginx_version} stream",
+        "socat": f"socat {socat_version} (fork)",
+        "socket-connector": f"socket-connector --multi{thr}",
+        RENDEZVOUS: f"socket-connector server-to-server{thr} (rendezvous) †",
+    }
+
+
+class Relay:
+    def __init__(self, target, proc, port, cmd):
+        self.target, self.proc, self.port, self.cmd = target, proc, port, cmd
+
+    @property
+    def pid(self):
+        return self.proc.pid if self.proc else None
+
+
+def haproxy_config(target, listen, backend, max_conns, nofile):
+    splice = SPLICE_OPTIONS.get(target)
+    maxconn = max_conns // 2
+    glob = f"global\n    maxconn {maxconn}\n"
+    if splice:
+        # HAProxy reserves two descriptors per pipe it may use for splicing (maxpipes,
+        # default maxconn/4) on top of two per connection, and refuses to start when the
+        # total exceeds the hard limit: give the splice peer only the pipes that fit.
+        pipes = min(maxconn // 4, max(16, (nofile - 2 * maxconn - 64) // 2))
+        glob += f"    maxpipes {pipes}\n"
+    else:
+        glob += "    nosplice\n"
+    return (glob + "defaults\n    mode tcp\n    timeout connect 5s\n    timeout client 1h\n"
+            "    timeout server 1h\n    maxconn 100000\n"
+            + "".join(f"    option {o}\n" for o in splice or []) +
+            f"frontend fe\n    bind {HOST}:{listen}\n    default_backend be\n"
+            f"backend be\n    server s1 {HOST}:{backend}\n")
+
+
+def nginx_stream_config(d, listen, backend, max_conns, nofile):
+    return (f"load_module {NGINX_STREAM_SO};\n"
+            "daemon off;\nworker_processes auto;\n"
+            f"worker_rlimit_nofile {nofile};\n"
+            f"pid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n"
+            f"events {{ worker_connections {max_conns}; }}\n"
+            "stream {\n    server {\n"
+            f"        listen {HOST}:{listen};\n        proxy_pass {HOST}:{backend};\n"
+            "        proxy_connect_timeout 5s;\n        proxy_timeout 1h;\n"
+            "    }\n}\n")
+
+
+def relay_cmd(h, target, listen, backend):
+    """The command line of `target` listening on `listen` and relaying to `backend`; writes its
+    config (into the run's temporary directory) first where it has one."""
+    if target.startswith("haproxy"):
+        cfg = haproxy_config(target, listen, backend, h.max_conns, h.nofile)
+        path = h.journal.write_config(f"{target}-{backend}.cfg", cfg, target, {backend: "BACKEND"})
+        return ["haproxy", "-db", "-f", path]
+    if target == "nginx":
+        d = os.path.join(PROCS.tmp, f"nginx-stream-{backend}")
+        os.makedirs(d, exist_ok=True)
+        cfg = nginx_stream_config(d, listen, backend, h.max_conns, h.nofile)
+        path = h.journal.write_config(f"nginx-stream-{backend}.conf", cfg, "nginx-stream", {backend: "BACKEND"})
+        return ["nginx", "-p", d, "-e", f"{d}/error.log", "-c", path]
+    if target == "socat":
+        return ["socat", f"TCP-LISTEN:{listen},bind={HOST},fork,reuseaddr", f"TCP:{HOST}:{backend}"]
+    threads = ["--threads", str(h.args.threads)] if h.args.threads else []
+    if target == "socket-connector":
+        return [h.binary, "server-to-socket", "--a", f"{HOST}:{listen}", "--b", f"{HOST}:{backend}",
+                "--multi", "--timeout", "0", "--no-keepalive"] + threads
+    if target == RENDEZVOUS:
+        return [h.binary, "server-to-server", "--a", f"{HOST}:{listen}", "--b", f"{HOST}:{backend}",
+                "--timeout", "0"] + threads
+    raise BenchError(f"unknown relay {target}")
+
+
+def start(h, target, backend):
+    """Starts `target` in front of `backend` and waits until it listens: for socket-connector,
+    its `listening` lines; for the others, the port as LISTEN in /proc/net/tcp."""
+    if target == "direct":
+        return Relay("direct", None, backend, None)
+    listen = h.port[target]
+    cmd = relay_cmd(h, target, listen, backend)
+    h.journal.note_cmd("relay", h.labels.get(target, target).rstrip(" †"), cmd,
+                       None if target == RENDEZVOUS else {backend: "BACKEND"})
+    p = PROCS.spawn(cmd, f"relay-{target}")
+    if target in ("socket-connector", RENDEZVOUS):
+        wait_output(p, r"A listening on", 1, timeout=30)
+        if target == RENDEZVOUS:
+            wait_output(p, r"B listening on", 1, timeout=30)
+    else:
+        wait_listen(p, listen, timeout=30)
+    time.sleep(0.1)
+    if p.poll() is not None:
+        raise BenchError(f"relay {target} exited at start: {tail(p.err_path)}")
+    return Relay(target, p, listen, cmd)
+
+
+def stop(relay):
+    """Stops a relay; a relay that had already exited is an error."""
+    if relay and relay.proc:
+        if relay.proc.poll() is not None:
+            msg = f"relay {relay.target} had exited (status {relay.proc.returncode}): {tail(relay.proc.err_path)}"
+            PROCS.stop(relay.proc)
+            raise BenchError(msg)
+        PROCS.stop(relay.proc)

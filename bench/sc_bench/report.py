@@ -1,0 +1,307 @@
+"""The markdown report printed on stdout, section by section: the main table, the pusher, what
+a connection and a round trip cost, the paired rounds, socket-connector ÷ each peer with the
+targets, micro-benchmarks, notes and errors, and the commands and configs used."""
+import os
+import shlex
+
+from . import targets
+from .common import PY, ROOT
+from .peers import RENDEZVOUS
+
+
+def markdown(h, s, pusher):
+    """The whole report; also sets h.targets."""
+    lines = []
+    for section in (_table, _pusher, _connection_costs, _round_trip_costs, _conn_paired, _latency_paired,
+                    _versus, _micro, _notes_errors, _commands):
+        section(h, s, pusher, lines.append)
+    return "\n".join(lines)
+
+
+def f(x, fmt="{:.2f}", suffix=""):
+    """A figure, or — when this run has none."""
+    return "—" if x is None else fmt.format(x) + suffix
+
+
+def us(x):
+    """A difference in µs, signed."""
+    return "—" if x is None else f"{x:+.0f} µs" if abs(x) >= 10 else f"{x:+.1f} µs"
+
+
+def _table(h, s, pusher, w):
+    """The title, how to read the figures, and the main table: each relay ÷ direct."""
+    date = h.started.strftime("%Y-%m-%d %H:%M %Z")
+    w(f"# Relay benchmark, {date}")
+    w("")
+    a = h.args
+    w(f"Machine: {h.machine}. Mode: {'quick (smoke check; figures are indicative only)' if a.quick else 'full'}, "
+      f"{h.repeats} repeat(s), interleaved. socket-connector: `{h.binary}`"
+      + (f", --threads {a.threads}" if a.threads else " (default threads)") + ".")
+    w("")
+    w("Ratios are medians over repeats of (relay ÷ direct) measured in the same repeat; "
+      "\"added\" latency is relay minus direct. Higher is better for ×, lower for CPU, µs and KiB.")
+    w("")
+
+    lv = h.levels
+    hdr = ["relay", "1-stream × direct", "8-stream × direct", "relay CPU s/GB", "RTT p50 added",
+           "RTT p99 added", "conn/s × direct"] + [f"KiB RSS/idle pair @{x:,}" for x in lv]
+    w("| " + " | ".join(hdr) + " |")
+    w("|" + "---|" * len(hdr))
+    d = s["direct"]
+    w("| " + " | ".join([h.labels["direct"] + " — absolute", f(d.get("gbps1"), "{:.1f}", " Gbit/s"),
+                         f(d.get("gbps8"), "{:.1f}", " Gbit/s"), "—",
+                         f(d.get("rtt_p50_us"), "{:.1f}", " µs RTT"), f(d.get("rtt_p99_us"), "{:.1f}", " µs RTT"),
+                         f(d.get("cps"), "{:,.0f}", " conn/s")] + ["—"] * len(lv)) + " |")
+    for t, row in s.items():
+        if t == "direct":
+            continue
+        cells = [h.labels[t], f(row["tp1_x"]), f(row["tp8_x"]), f(row["cpu_s_per_gb"]),
+                 us(row["rtt_p50_added_us"]), us(row["rtt_p99_added_us"]), f(row["cps_x"])]
+        for x in lv:
+            v = row.get(f"kib_per_pair_{x}")
+            cell = f(v, "{:,.1f}")
+            recs = [r for r in h.records if r["metric"] == "memory" and r["target"] == t]
+            if any(f"skip{x}" in r for r in recs):
+                cell = "skipped ‡"
+            elif any(f"partial{x}" in r for r in recs):
+                cell += " (partial)"
+            cells.append(cell)
+        w("| " + " | ".join(cells) + " |")
+    w("")
+    if RENDEZVOUS in s:
+        w("† rendezvous pairs cannot be driven by iperf3 (both ends dial in): its throughput and CPU come "
+          "from the python pusher (bench/tools.py), × the same pusher with no relay; see below.")
+    if any("skip" in k for r in h.records for k in r):
+        w(f"‡ socat forks a process per pair: not run above {h.args.fork_pairs_max:,} pairs (--fork-pairs-max).")
+    w("")
+
+
+def _pusher(h, s, pusher, w):
+    """The pusher's table: direct, the proxy mode and rendezvous, from the same load generator."""
+    if pusher:
+        w("## Pusher throughput (python source → sink, fixed bytes; proxy vs rendezvous)")
+        w("")
+        w("| path | 1 stream Gbit/s | × direct | 8 streams Gbit/s | × direct | relay CPU s/GB |")
+        w("|---|---|---|---|---|---|")
+        names = {"direct": "direct (python sink server)", "socket-connector": h.labels["socket-connector"],
+                 RENDEZVOUS: h.labels[RENDEZVOUS].rstrip(" †")}
+        for t, r in pusher.items():
+            w(f"| {names[t]} | {f(r['gbps1'], '{:.2f}')} | {f(r['x1'])} | {f(r['gbps8'], '{:.2f}')} | "
+              f"{f(r['x8'])} | {f(r['cpu_s_per_gb'])} |")
+        if RENDEZVOUS in pusher:
+            r = pusher[RENDEZVOUS]
+            w("")
+            w(f"Rendezvous ÷ proxy mode: 1 stream {f(r.get('vs_proxy1'))}, 8 streams {f(r.get('vs_proxy8'))}.")
+        w("")
+
+
+def _connection_costs(h, s, pusher, w):
+    """conn/s, and the relay's CPU and the TCP segments per connection."""
+    if any(row.get("cps") for row in s.values()):
+        w("## What a connection costs (wrk, `Connection: close`, nginx behind)")
+        w("")
+        w("Medians over repeats. Relay CPU: the relay's processes' CPU time (user and system, "
+          "kernel work on loopback included) during the wrk run ÷ requests. Segments: the "
+          "machine's TCP segments sent during the run (/proc/net/snmp) ÷ requests, both links "
+          "(client ↔ relay and relay ↔ nginx). On a machine whose cores the load saturates, "
+          "these vary less from run to run than conn/s does.")
+        w("")
+        w("| path | conn/s | relay CPU µs per connection | TCP segments per connection |")
+        w("|---|---|---|---|")
+        for t, row in s.items():
+            if t == RENDEZVOUS or not row.get("cps"):
+                continue
+            w(f"| {h.labels[t]} | {f(row['cps'], '{:,.0f}')} | "
+              f"{'—' if t == 'direct' else f(row['cpu_us_per_conn'], '{:.1f}')} | "
+              f"{f(row['segs_per_conn'], '{:.2f}')} |")
+        w("")
+
+
+def _round_trip_costs(h, s, pusher, w):
+    """The relay's CPU per round trip of the latency ping-pong."""
+    if any(row.get("cpu_us_per_rt") for row in s.values()):
+        w("## What a round trip costs (the latency ping-pong)")
+        w("")
+        w("Medians over repeats. Relay CPU: the relay's processes' CPU time (user and system) "
+          "during the ping-pong ÷ its round trips (each crosses the relay twice). A relay that "
+          "spins before it sleeps (socket-connector's `--spin`) spends more here and adds less "
+          "to the round trip.")
+        w("")
+        w("| path | RTT p50 added | relay CPU µs per round trip |")
+        w("|---|---|---|")
+        for t, row in s.items():
+            if t in ("direct", RENDEZVOUS) or not row.get("cpu_us_per_rt"):
+                continue
+            w(f"| {h.labels[t]} | {us(row['rtt_p50_added_us'])} | "
+              f"{f(row['cpu_us_per_rt'], '{:.1f}')} |")
+        w("")
+
+
+def _conn_paired(h, s, pusher, w):
+    """Every paired conn/s round, and socket-connector ÷ each peer."""
+    pairs = h.pair_targets
+    if pairs and s.get("socket-connector", {}).get("cps_paired"):
+        a = h.args
+        paired = s["socket-connector"]["cps_paired"]
+        w("## conn/s in paired rounds")
+        w("")
+        w(f"After the repeats, {'; '.join(h.labels[t] for t in pairs)} run at once (each idle "
+          f"while another is loaded), and each round loads each in turn with the same wrk "
+          f"command for {a.pair_seconds} s, forwards in even rounds and "
+          "backwards in odd ones. Each ratio is socket-connector's conn/s ÷ the peer's in the "
+          "same round, so it compares loads seconds apart rather than each with a `direct` "
+          "measured up to a minute earlier; the median over rounds is reported.")
+        w("")
+        w("| round | " + " | ".join(h.labels[t] for t in pairs) + " | "
+          + " | ".join(f"÷ {h.labels[t]}" for t in pairs[1:]) + " |")
+        w("|" + "---|" * (2 * len(pairs)))
+        vals = {t: h.results.vals("connpair", t, "cps") for t in pairs}
+        for r in range(h.args.pair_rounds):
+            sc_v = vals["socket-connector"].get(r)
+            cells = [str(r + 1)] + [f(vals[t].get(r), "{:,.0f}") for t in pairs]
+            cells += [f(None if sc_v is None or not vals[t].get(r) else sc_v / vals[t][r]) for t in pairs[1:]]
+            w("| " + " | ".join(cells) + " |")
+        w("| **median** | " + " | ".join(f(h.results.med("connpair", t, "cps"), "{:,.0f}") for t in pairs) + " | "
+          + " | ".join("**" + f(paired.get(t, {}).get("cps_ratio")) + "**" for t in pairs[1:]) + " |")
+        w("| rounds with socket-connector ahead (÷ ≥ 1) | " + " | ".join("" for t in pairs) + " | "
+          + " | ".join(f"{paired[t]['ahead']} of {paired[t]['rounds']}" if t in paired else "—"
+                       for t in pairs[1:]) + " |")
+        w("")
+
+
+def _latency_paired(h, s, pusher, w):
+    """Every paired latency round, and socket-connector − each peer."""
+    lpairs = h.lat_pair_targets
+    if lpairs and s.get("socket-connector", {}).get("rtt_paired"):
+        a = h.args
+        lp = s["socket-connector"]["rtt_paired"]
+        w("## Latency in paired rounds")
+        w("")
+        w(f"After the repeats, {'; '.join(h.labels[t] for t in lpairs)} run at once, and each "
+          f"round runs the same ping-pong through each in turn for {a.pair_seconds} s, forwards "
+          "in even rounds and backwards in odd ones. Each difference is socket-connector's round "
+          "trip (p50 or p99, µs) minus the peer's in the same round, so the machine's drift "
+          "between repeats drops out; the median over rounds is reported (negative: "
+          "socket-connector adds less).")
+        w("")
+        w("| round | " + " | ".join(f"{h.labels[t]} p50 / p99" for t in lpairs) + " | "
+          + " | ".join(f"Δ {h.labels[t]} p50 / p99" for t in lpairs[1:]) + " |")
+        w("|" + "---|" * (2 * len(lpairs)))
+        v50 = {t: h.results.vals("latpair", t, "p50") for t in lpairs}
+        v99 = {t: h.results.vals("latpair", t, "p99") for t in lpairs}
+
+        def pair_cell(x, y, fmt="{:.1f}"):
+            return f"{f(x, fmt)} / {f(y, fmt)}"
+
+        def diff(v, t, r):
+            a_, b_ = v["socket-connector"].get(r), v[t].get(r)
+            return None if a_ is None or b_ is None else a_ - b_
+        for r in range(h.args.pair_rounds):
+            cells = [str(r + 1)] + [pair_cell(v50[t].get(r), v99[t].get(r)) for t in lpairs]
+            cells += [pair_cell(diff(v50, t, r), diff(v99, t, r), "{:+.1f}") for t in lpairs[1:]]
+            w("| " + " | ".join(cells) + " |")
+        w("| **median** | " + " | ".join(pair_cell(h.results.med("latpair", t, "p50"), h.results.med("latpair", t, "p99"))
+                                        for t in lpairs) + " | "
+          + " | ".join("**" + pair_cell(lp.get(t, {}).get("p50_delta_us"), lp.get(t, {}).get("p99_delta_us"),
+                                        "{:+.1f}") + "**" for t in lpairs[1:]) + " |")
+        w("")
+
+
+def _versus(h, s, pusher, w):
+    """socket-connector ÷ each peer, and the targets."""
+    sc = s.get("socket-connector")
+    lv = h.levels
+    others = [t for t in h.peers if t != "socket-connector"]
+    if sc and others:
+        w("## socket-connector ÷ each peer (same run)")
+        w("")
+        w("Throughput, conn/s: > 1 means socket-connector is better. CPU, segments, KiB: < 1 means "
+          "socket-connector is better. RTT: socket-connector's added latency minus the peer's (negative is better).")
+        w("")
+        hdr = ["peer", "1-stream", "8-stream", "CPU s/GB", "RTT p50 Δ", "RTT p99 Δ", "conn/s",
+               "CPU µs/conn", "segments/conn"] + [f"KiB/pair @{x:,}" for x in lv]
+        w("| " + " | ".join(hdr) + " |")
+        w("|" + "---|" * len(hdr))
+
+        def div(x, y):
+            return None if x is None or not y else x / y
+
+        def sub(x, y):
+            return None if x is None or y is None else x - y
+        for t in others:
+            r = s[t]
+            cells = [h.labels[t], f(div(sc["tp1_x"], r["tp1_x"])), f(div(sc["tp8_x"], r["tp8_x"])),
+                     f(div(sc["cpu_s_per_gb"], r["cpu_s_per_gb"])),
+                     us(sub(sc["rtt_p50_added_us"], r["rtt_p50_added_us"])),
+                     us(sub(sc["rtt_p99_added_us"], r["rtt_p99_added_us"])),
+                     f(div(sc["cps_x"], r["cps_x"])),
+                     f(div(sc["cpu_us_per_conn"], r["cpu_us_per_conn"])),
+                     f(div(sc["segs_per_conn"], r["segs_per_conn"]))]
+            cells += [f(div(sc.get(f"kib_per_pair_{x}"), r.get(f"kib_per_pair_{x}")), "{:.3f}") for x in lv]
+            w("| " + " | ".join(cells) + " |")
+        w("")
+        w("### Targets of issue 4" + (" (quick mode: indicative only)" if h.args.quick else ""))
+        w("")
+        h.targets = targets.judge(h, s, pusher)
+        for t in h.targets:
+            w(f"- {t['status']}: {t['target']}")
+        w("")
+
+
+def _micro(h, s, pusher, w):
+    """The output of the library's micro-benchmarks."""
+    if h.micro_results:
+        w("## Library micro-benchmarks")
+        for path, out in h.micro_results:
+            w(f"\n`{path}`\n\n```\n{out[-3000:]}\n```")
+        w("")
+
+
+def _notes_errors(h, s, pusher, w):
+    """Notes (wrk errors and partial memory levels join them here) and errors."""
+    for r in h.records:
+        if r.get("socket_errors") or r.get("non2xx"):
+            h.journal.notes.append(f"wrk through {r['target']} (repeat {r['rep'] + 1}): "
+                              f"{r.get('socket_errors', 0)} socket errors, {r.get('non2xx', 0)} non-2xx responses")
+        for k, v in r.items():
+            if k.startswith("partial"):
+                h.journal.notes.append(f"memory through {r['target']} (repeat {r['rep'] + 1}): {v}")
+    if h.journal.notes:
+        w("## Notes")
+        w("")
+        for n in h.journal.notes:
+            w(f"- {n}")
+        w("")
+    if h.journal.errors:
+        w("## Errors")
+        w("")
+        for e in h.journal.errors:
+            w(f"- {e}")
+        w("")
+
+
+def _commands(h, s, pusher, w):
+    """The command line, every command used, and the generated configs."""
+    w("## Commands used")
+    w("")
+    w("```")
+    w("# " + " ".join(shlex.quote(x) for x in [os.path.relpath(h.argv[0], ROOT)] + h.argv[1:]))
+    P = h.port
+    w("# PORT: the relay's listen port (" + ", ".join(f"{t} {P[t]}" for t in h.peers)
+      + (f", rendezvous A {P[RENDEZVOUS]} / B {P['rdv_b']}" if "socket-connector" in h.peers else "")
+      + "), or the backend's port for direct")
+    w(f"# BACKEND: {P['iperf3']} iperf3, {P['sockperf']} latency, {P['http']} nginx http, "
+      f"{P['idle']} idle pairs, {P['sink']} pusher sink")
+    w(f"# $TMP: the run's temporary directory (generated configs); python3: {PY}")
+    for group in ("backend", "relay", "load"):
+        w(f"# --- {group}s")
+        for g, label, cmd in h.journal.commands:
+            if g == group:
+                w(f"{cmd}    # {label}")
+    w("```")
+    w("")
+    if h.journal.configs:
+        w("## Generated configs")
+        for name, text in h.journal.configs.values():
+            w(f"\n`$TMP/{name}`\n\n```\n{text.rstrip()}\n```")
+        w("")

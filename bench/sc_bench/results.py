@@ -1,0 +1,130 @@
+"""Figures from the records: medians over repeats, ratios and differences against `direct`
+in the same repeat, the summary the report and the chart print, and the JSON file."""
+import json
+import os
+import platform
+import statistics
+
+from .common import log
+from .peers import RENDEZVOUS
+
+
+class Results:
+    """The records of a run (one per load: rep, metric, target and its figures)."""
+
+    def __init__(self, records):
+        self.records = records
+
+    def vals(self, metric, target, key):
+        return {r["rep"]: r[key] for r in self.records
+                if r["metric"] == metric and r["target"] == target and r.get(key) is not None}
+
+    def ratio(self, metric, target, key, base="direct"):
+        t, b = self.vals(metric, target, key), self.vals(metric, base, key)
+        xs = [t[r] / b[r] for r in t if r in b and b[r]]
+        return statistics.median(xs) if xs else None
+
+    def delta(self, metric, target, key):
+        t, b = self.vals(metric, target, key), self.vals(metric, "direct", key)
+        xs = [t[r] - b[r] for r in t if r in b]
+        return statistics.median(xs) if xs else None
+
+    def med(self, metric, target, key):
+        xs = list(self.vals(metric, target, key).values())
+        return statistics.median(xs) if xs else None
+
+    def cpu_per_gb(self, metric, target):
+        xs = []
+        for r in self.records:
+            if r["metric"] == metric and r["target"] == target and "cpu1" in r and "cpu8" in r:
+                gb = (r["bytes1"] + r["bytes8"]) / 1e9
+                if gb > 0:
+                    xs.append((r["cpu1"] + r["cpu8"]) / gb)
+        return statistics.median(xs) if xs else None
+
+
+def summarize(h):
+    """The summary rows by target, and the pusher's table."""
+    res = h.results
+    s = {}
+    tp = "throughput" if h.use_iperf else "pusher"
+    rdv = [RENDEZVOUS] if any(r["target"] == RENDEZVOUS for r in res.records) else []
+    for t in ["direct"] + h.peers + rdv:
+        m = "pusher" if t == RENDEZVOUS else tp
+        row = {
+            "tp1_x": res.ratio(m, t, "bps1"), "tp8_x": res.ratio(m, t, "bps8"),
+            "cpu_s_per_gb": res.cpu_per_gb(m, t),
+            "rtt_p50_added_us": res.delta("latency", t, "p50"),
+            "rtt_p99_added_us": res.delta("latency", t, "p99"),
+            "cps_x": res.ratio("connrate", t, "cps"),
+            "cps": res.med("connrate", t, "cps"),
+            "cpu_us_per_conn": res.med("connrate", t, "cpu_us_per_conn"),
+            "segs_per_conn": res.med("connrate", t, "segs_per_conn"),
+            "cpu_us_per_rt": res.med("latency", t, "cpu_us_per_rt"),
+        }
+        for lv in h.levels:
+            row[f"kib_per_pair_{lv}"] = res.med("memory", t, f"rss_kib{lv}")
+        if t == "direct":
+            row.update({
+                "gbps1": (res.med(tp, t, "bps1") or 0) / 1e9 or None,
+                "gbps8": (res.med(tp, t, "bps8") or 0) / 1e9 or None,
+                "rtt_p50_us": res.med("latency", t, "p50"),
+                "rtt_p99_us": res.med("latency", t, "p99"),
+                "cps": res.med("connrate", t, "cps"),
+            })
+        s[t] = row
+    pusher = {}
+    for t in ("direct", "socket-connector", RENDEZVOUS):
+        if res.vals("pusher", t, "bps1") or res.vals("pusher", t, "bps8"):
+            pusher[t] = {"gbps1": (res.med("pusher", t, "bps1") or 0) / 1e9 or None,
+                         "gbps8": (res.med("pusher", t, "bps8") or 0) / 1e9 or None,
+                         "x1": res.ratio("pusher", t, "bps1"), "x8": res.ratio("pusher", t, "bps8"),
+                         "cpu_s_per_gb": res.cpu_per_gb("pusher", t)}
+    paired = {}
+    for t in h.pair_targets[1:]:
+        sc, peer = res.vals("connpair", "socket-connector", "cps"), res.vals("connpair", t, "cps")
+        xs = [sc[r] / peer[r] for r in sc if r in peer and peer[r]]
+        if xs:
+            paired[t] = {"cps_ratio": statistics.median(xs), "rounds": len(xs),
+                         "min": min(xs), "max": max(xs), "ahead": sum(1 for x in xs if x >= 1.0)}
+    if paired:
+        s["socket-connector"]["cps_paired"] = paired
+    lat_paired = {}
+    for t in h.lat_pair_targets[1:]:
+        row = {}
+        for key in ("p50", "p99"):
+            sc, peer = res.vals("latpair", "socket-connector", key), res.vals("latpair", t, key)
+            xs = [sc[r] - peer[r] for r in sc if r in peer]
+            if xs:
+                row.update({f"{key}_delta_us": statistics.median(xs), f"{key}_min": min(xs),
+                            f"{key}_max": max(xs), "rounds": len(xs)})
+        if row:
+            lat_paired[t] = row
+    if lat_paired:
+        s["socket-connector"]["rtt_paired"] = lat_paired
+    if RENDEZVOUS in pusher:
+        pusher[RENDEZVOUS]["vs_proxy1"] = res.ratio("pusher", RENDEZVOUS, "bps1", base="socket-connector")
+        pusher[RENDEZVOUS]["vs_proxy8"] = res.ratio("pusher", RENDEZVOUS, "bps8", base="socket-connector")
+    return s, pusher
+
+
+def write_json(h, path, repeats):
+    """Everything as JSON: summary, every raw measurement, commands, configs, notes, errors."""
+    s, pusher = h.summary_data
+    j = h.journal
+    doc = {
+        "started": h.started.isoformat(), "finished": h.finished.isoformat(),
+        "machine": {"nproc": os.cpu_count(), "kernel": platform.release(), "description": h.machine},
+        "mode": "quick" if h.args.quick else "full", "repeats": repeats,
+        "argv": h.argv, "binary": h.binary, "threads": h.args.threads,
+        "labels": h.labels, "levels": h.levels, "parameters": h.p,
+        "summary": s, "pusher": pusher, "targets": h.targets,
+        "records": h.records, "commands": [{"group": g, "label": l, "command": c} for g, l, c in j.commands],
+        "ports": h.port,
+        "configs": {k: {"file": n, "text": t} for k, (n, t) in j.configs.items()}, "notes": j.notes,
+        "errors": j.errors,
+    }
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(doc, f, indent=1)
+    log(f"wrote {path}")

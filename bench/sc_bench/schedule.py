@@ -1,0 +1,105 @@
+"""The order of the measurements. Each repeat runs every metric over every target in turn,
+the order rotated by one place per repeat so no relay always runs first or right after
+`direct`. Then the paired rounds: the relays compared with socket-connector run at once and
+each round loads each in turn, the order reversed every round."""
+from . import loads, peers
+from .common import BenchError, log
+from .peers import RENDEZVOUS
+
+# The peers of the paired rounds, in this order, those of --peers.
+CONN_PAIRED = ["haproxy", "haproxy-splice", "nginx"]
+LATENCY_PAIRED = ["nginx", "haproxy"]
+
+
+def plan(h):
+    """(metric, targets) in the order each repeat runs them."""
+    targets = ["direct"] + h.peers
+    out = []
+    if {"throughput", "cpu"} & h.metrics:
+        if h.use_iperf:
+            out.append(("throughput", targets))
+        rdv = [RENDEZVOUS] if "socket-connector" in h.peers else []
+        if not h.use_iperf:
+            out.append(("pusher", targets + rdv))
+        elif rdv:
+            out.append(("pusher", ["direct", "socket-connector"] + rdv))
+    if "latency" in h.metrics:
+        out.append(("latency", targets))
+    if "connrate" in h.metrics:
+        out.append(("connrate", targets))
+    if "memory" in h.metrics:
+        out.append(("memory", h.peers))
+    return out
+
+
+def measure(h, metric, target, rep):
+    """One load; its figures, or its error, become a record."""
+    rec = {"rep": rep, "metric": metric, "target": target}
+    try:
+        rec.update(loads.MEASURES[metric](h, target))
+    except BenchError as e:
+        rec["error"] = str(e)
+        h.journal.errors.append(f"{metric} / {target} (repeat {rep + 1}): {e}")
+        log(f"ERROR {metric} {target}: {e}")
+    h.records.append(rec)
+
+
+def run_repeats(h, repeats):
+    steps = plan(h)
+    for rep in range(repeats):
+        for metric, tl in steps:
+            k = rep % len(tl)
+            for target in tl[k:] + tl[:k]:   # rotate: no relay always runs first
+                log(f"repeat {rep + 1}/{repeats}: {metric} / {target}")
+                measure(h, metric, target, rep)
+
+
+def run_paired_rounds(h):
+    """conn/s (wrk) through socket-connector and the HAProxy and nginx peers, and latency
+    (sockperf) through socket-connector, nginx and HAProxy without splice."""
+    a = h.args
+    if "socket-connector" not in h.peers or a.pair_rounds <= 0:
+        return
+    conn_peers = [t for t in CONN_PAIRED if t in h.peers]
+    if "connrate" in h.metrics and conn_peers:
+        h.pair_targets = ["socket-connector"] + conn_peers
+        label = "conn/s in paired rounds: wrk, the same load, shorter"
+        paired(h, "connpair", "conn/s", h.port["http"], h.pair_targets, a.pair_rounds,
+               lambda relay: loads.wrk_load(h, relay, a.pair_seconds, label))
+    lat_peers = [t for t in LATENCY_PAIRED if t in h.peers]
+    if "latency" in h.metrics and lat_peers:
+        h.lat_pair_targets = ["socket-connector"] + lat_peers
+        paired(h, "latpair", "latency", h.port["sockperf"], h.lat_pair_targets, a.pair_rounds,
+               lambda relay: loads.latency_load(h, relay, a.pair_seconds, "latency in paired rounds"))
+
+
+def paired(h, metric, what, backend, targets, rounds, load):
+    """Paired rounds (records of metric `metric`): every relay of `targets` runs at once (each
+    idle while another is loaded), and each round runs `load(relay)` on each in turn,
+    forwards in even rounds and backwards in odd ones (A B C, C B A, ...), so neighbours in
+    time are compared and no relay always goes first. socket-connector is then compared
+    with each peer round by round (its conn/s ÷ the peer's, its round trip − the peer's),
+    and the median over rounds is reported."""
+    relays = {}
+    try:
+        for t in targets:
+            relays[t] = peers.start(h, t, backend)
+        for r in range(rounds):
+            order = targets if r % 2 == 0 else targets[::-1]
+            for t in order:
+                log(f"paired round {r + 1}/{rounds}: {what} / {t}")
+                rec = {"rep": r, "metric": metric, "target": t}
+                try:
+                    rec.update(load(relays[t]))
+                except BenchError as e:
+                    rec["error"] = str(e)
+                    h.journal.errors.append(f"paired {what} / {t} (round {r + 1}): {e}")
+                h.records.append(rec)
+    except BenchError as e:
+        h.journal.errors.append(f"paired {what}: {e}")
+    finally:
+        for relay in relays.values():
+            try:
+                peers.stop(relay)
+            except BenchError as e:
+                h.journal.errors.append(str(e))
