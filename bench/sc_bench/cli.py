@@ -57,7 +57,7 @@ def parse_args(description):
                    help="do not run the library's micro-benchmarks (build/gcc/**/*_bench)")
     p.add_argument("--pair-rounds", type=int,
                    help="paired rounds after the repeats: conn/s through socket-connector, HAProxy "
-                        "(both) and nginx stream, and latency through socket-connector, nginx stream "
+                        "(all three) and nginx stream, and latency through socket-connector, nginx stream "
                         "and HAProxy (no splice), each loaded in turn, the order reversed every round "
                         "(default 16; 2 with --quick; 0: none)")
     p.add_argument("--pair-seconds", type=int, help="seconds per load in a paired round (default 2; 1 with --quick)")

@@ -1,7 +1,9 @@
 """The relays measured beside `direct`: their configs and command lines, starting one fresh for
 a measurement and stopping it right after.
 
-HAProxy runs two ways: `option splice-auto` (haproxy-splice) and `nosplice` (haproxy). Then nginx's stream module, socat with fork, and socket-connector in its
+HAProxy runs three ways: `option splice-auto` (haproxy-splice), `option splice-request` and
+`option splice-response` (haproxy-splice-forced, what HAProxy's users set for bulk TCP) and
+`nosplice` (haproxy). Then nginx's stream module, socat with fork, and socket-connector in its
 proxy mode (server-to-socket --multi) and its rendezvous mode (server-to-server)."""
 import os
 import time
@@ -10,14 +12,17 @@ from .common import HOST, BenchError
 from .packages import NGINX_STREAM_SO
 from .processes import PROCS, tail, wait_listen, wait_output
 
-ALL_PEERS = ["haproxy-splice", "haproxy", "nginx", "socat", "socket-connector"]
+ALL_PEERS = ["haproxy-splice", "haproxy-splice-forced", "haproxy", "nginx", "socat", "socket-connector"]
 RENDEZVOUS = "sc-rendezvous"
-# Each relay's listen port is the run's base port + this.
+HAPROXY_SPLICE = ["haproxy-splice-forced", "haproxy-splice"]   # the peers the splice targets compare with
+# Each relay's listen port is the run's base port + this; the order of first use is kept so
+# that a peer added later moves no other relay's port.
 PORT_OFFSETS = {"haproxy-splice": 10, "haproxy": 11, "nginx": 12, "socat": 13, "socket-connector": 14,
-                RENDEZVOUS: 15}
-PACKAGES = {"haproxy-splice": ["haproxy"], "haproxy": ["haproxy"],
+                RENDEZVOUS: 15, "haproxy-splice-forced": 16}
+PACKAGES = {"haproxy-splice": ["haproxy"], "haproxy-splice-forced": ["haproxy"], "haproxy": ["haproxy"],
             "nginx": ["nginx", "libnginx-mod-stream"], "socat": ["socat"], "socket-connector": []}
-SPLICE_OPTIONS = {"haproxy-splice": ["splice-auto"]}
+SPLICE_OPTIONS = {"haproxy-splice": ["splice-auto"],
+                  "haproxy-splice-forced": ["splice-request", "splice-response"]}
 
 
 def labels(haproxy_version, nginx_version, socat_version, threads):
@@ -26,6 +31,7 @@ def labels(haproxy_version, nginx_version, socat_version, threads):
     return {
         "direct": "direct (no relay)",
         "haproxy-splice": f"HAProxy {haproxy_version}, splice-auto",
+        "haproxy-splice-forced": f"HAProxy {haproxy_version}, forced splice",
         "haproxy": f"HAProxy {haproxy_version}, no splice",
         "nginx": f"nginx {nginx_version} stream",
         "socat": f"socat {socat_version} (fork)",
@@ -50,7 +56,7 @@ def haproxy_config(target, listen, backend, max_conns, nofile):
     if splice:
         # HAProxy reserves two descriptors per pipe it may use for splicing (maxpipes,
         # default maxconn/4) on top of two per connection, and refuses to start when the
-        # total exceeds the hard limit: give the splice peer only the pipes that fit.
+        # total exceeds the hard limit: give the splice peers only the pipes that fit.
         pipes = min(maxconn // 4, max(16, (nofile - 2 * maxconn - 64) // 2))
         glob += f"    maxpipes {pipes}\n"
     else:

@@ -7,7 +7,7 @@ from .common import BenchError, log
 from .peers import RENDEZVOUS
 
 # The peers of the paired rounds, in this order, those of --peers.
-CONN_PAIRED = ["haproxy", "haproxy-splice", "nginx"]
+CONN_PAIRED = ["haproxy", "haproxy-splice", "haproxy-splice-forced", "nginx"]
 LATENCY_PAIRED = ["nginx", "haproxy"]
 
 

@@ -1,5 +1,8 @@
-"""The targets of issue 4, each met, NOT met or n/a (a figure this run does not have)."""
-from .peers import RENDEZVOUS
+"""The targets of issue 4, each met, NOT met or n/a (a figure this run does not have).
+
+Throughput and CPU per GB are judged against the better of the HAProxy splice peers in the
+run (forced splice, splice-auto), figure by figure, and the target says which one that was."""
+from .peers import HAPROXY_SPLICE, RENDEZVOUS
 
 
 def _ge(x, y):
@@ -10,20 +13,41 @@ def _le(x, y):
     return None if x is None or y is None else x <= y
 
 
+def better_splice_peer(s, key, higher):
+    """The HAProxy splice peer with the better `key` (higher or lower), or None."""
+    have = [t for t in HAPROXY_SPLICE if s.get(t, {}).get(key) is not None]
+    if not have:
+        return None
+    return (max if higher else min)(have, key=lambda t: s[t][key])
+
+
 def judge(h, s, pusher):
-    """[{"target": text, "status": met / NOT met / n/a}] for the metrics of this run."""
+    """[{"target": text, "status": met / NOT met / n/a (, "peer": the peer it was judged
+    against)}] for the metrics of this run."""
     out = []
 
-    def target(text, ok):
+    def target(text, ok, peer=None):
         out.append({"target": text, "status": "n/a" if ok is None else ("met" if ok else "NOT met")})
+        if peer:
+            out[-1]["peer"] = peer
 
-    sc, hs, hp, ng = s["socket-connector"], s.get("haproxy-splice", {}), s.get("haproxy", {}), s.get("nginx", {})
+    def splice(what, key, higher, fmt):
+        t = better_splice_peer(s, key, higher)
+        if t is None:
+            target(f"{what} HAProxy with splice", None)
+            return
+        n = sum(1 for x in HAPROXY_SPLICE if x in s)
+        which = "the better of its splice peers" if n > 1 else "its splice peer"
+        ok = (_ge if higher else _le)(sc[key], s[t][key])
+        target(f"{what} HAProxy with splice ({which}: {h.labels[t]}, {fmt.format(s[t][key])})", ok, t)
+
+    sc, hp, ng = s["socket-connector"], s.get("haproxy", {}), s.get("nginx", {})
     ms = h.metrics
     if "throughput" in ms:
-        target("1-stream throughput ≥ HAProxy with splice", _ge(sc["tp1_x"], hs.get("tp1_x")))
-        target("8-stream throughput ≥ HAProxy with splice", _ge(sc["tp8_x"], hs.get("tp8_x")))
+        splice("1-stream throughput ≥", "tp1_x", True, "{:.2f}× direct")
+        splice("8-stream throughput ≥", "tp8_x", True, "{:.2f}× direct")
     if "cpu" in ms:
-        target("CPU s/GB ≤ HAProxy with splice", _le(sc["cpu_s_per_gb"], hs.get("cpu_s_per_gb")))
+        splice("CPU s/GB ≤", "cpu_s_per_gb", False, "{:.2f} s/GB")
     if "latency" in ms:
         target("RTT p50 added ≤ nginx stream", _le(sc["rtt_p50_added_us"], ng.get("rtt_p50_added_us")))
         target("RTT p99 added ≤ nginx stream", _le(sc["rtt_p99_added_us"], ng.get("rtt_p99_added_us")))
