@@ -13,6 +13,30 @@ def log(msg):
     print(f"==> {msg}", file=sys.stderr, flush=True)
 
 
+def relative(path):
+    """A path as the report names it: relative to the repository root when it lies inside the
+    checkout, else its file name alone (a report names no path of the machine it ran on)."""
+    full = os.path.realpath(path)
+    if full == ROOT or full.startswith(ROOT + os.sep):
+        return os.path.relpath(full, ROOT)
+    if os.path.abspath(path).startswith(ROOT + os.sep):
+        return os.path.relpath(os.path.abspath(path), ROOT)
+    return os.path.basename(path.rstrip(os.sep)) or path
+
+
+def relative_argv(argv):
+    """The command line as the report prints it: bench/run relative, and every absolute path
+    among the arguments (also after `--opt=`) through relative()."""
+    out = [os.path.relpath(argv[0], ROOT)]
+    for arg in argv[1:]:
+        opt, eq, val = arg.partition("=")
+        if eq and opt.startswith("--") and os.path.isabs(val):
+            out.append(f"{opt}={relative(val)}")
+        else:
+            out.append(relative(arg) if os.path.isabs(arg) else arg)
+    return out
+
+
 class BenchError(Exception):
     """Something did not run at all: a relay that would not start, a load that failed."""
 

@@ -92,6 +92,7 @@ class Harness:
         self.binary = a.binary or next((b for b in (os.path.join(ROOT, "build/gcc/examples/socket-connector"),
                                                     os.path.join(ROOT, "build/clang/examples/socket-connector"))
                                         if os.access(b, os.X_OK)), None)
+        self.journal.binary = self.binary
         if "socket-connector" in a.peers and not (self.binary and os.access(self.binary, os.X_OK)):
             raise BenchError("socket-connector binary not found: run scripts/test first (or pass --binary)")
 

@@ -4,7 +4,7 @@ import os
 import re
 import shlex
 
-from .common import PY, ROOT
+from .common import PY, ROOT, relative
 from .processes import PROCS
 
 
@@ -14,12 +14,16 @@ class Journal:
         self.errors = []
         self.commands = []      # (group, label, command) in first-use order, ports as placeholders
         self.configs = {}       # kind -> (file name, text) of the first config of that kind
+        self.binary = None      # the socket-connector under test, printed as relative() names it
 
     def show(self, text, subs=None):
-        """A command or config as printed: repository-relative paths, $TMP, python3, and PORT / BACKEND for the ports that
+        """A command or config as printed: repository-relative paths (the binary by its file name
+        when it lies outside the checkout), $TMP, python3, and PORT / BACKEND for the ports that
         change from relay to relay and metric to metric."""
         if PROCS.tmp:
             text = text.replace(PROCS.tmp, "$TMP")
+        if self.binary and os.path.isabs(self.binary):
+            text = text.replace(self.binary, relative(self.binary))
         text = text.replace(PY + " ", "python3 ").replace(ROOT + "/", "")
         for port, name in (subs or {}).items():
             text = re.sub(rf"(?<!\d){port}(?!\d)", name, text)

@@ -2,7 +2,7 @@
 the binary under test (build/gcc by default), each run with --quick in quick mode."""
 import os
 
-from .common import ROOT, BenchError, log
+from .common import ROOT, BenchError, log, relative
 from .processes import run
 
 
@@ -33,5 +33,5 @@ def run_all(h):
             out = run(cmd, 600, "micro-" + os.path.basename(path))
             results.append((os.path.relpath(path, ROOT), out.strip()))
         except BenchError as e:
-            h.journal.errors.append(f"micro-benchmark {path}: {e}")
+            h.journal.errors.append(f"micro-benchmark {relative(path)}: {e}")
     return results

@@ -1,11 +1,12 @@
 """The markdown report printed on stdout, section by section: the main table, the pusher, what
 a connection and a round trip cost, the paired rounds, socket-connector ÷ each peer with the
-targets, micro-benchmarks, notes and errors, and the commands and configs used."""
-import os
+targets, micro-benchmarks, notes and errors, and the commands and configs used. It names no
+path of this machine: paths inside the checkout are relative to its root, others by file name."""
+import platform
 import shlex
 
 from . import targets
-from .common import PY, ROOT
+from .common import relative, relative_argv
 from .peers import RENDEZVOUS
 
 
@@ -35,7 +36,7 @@ def _table(h, s, pusher, w):
     w("")
     a = h.args
     w(f"Machine: {h.machine}. Mode: {'quick (smoke check; figures are indicative only)' if a.quick else 'full'}, "
-      f"{h.repeats} repeat(s), interleaved. socket-connector: `{h.binary}`"
+      f"{h.repeats} repeat(s), interleaved. socket-connector: `{relative(h.binary) if h.binary else '—'}`"
       + (f", --threads {a.threads}" if a.threads else " (default threads)") + ".")
     w("")
     w("Ratios are medians over repeats of (relay ÷ direct) measured in the same repeat; "
@@ -285,14 +286,15 @@ def _commands(h, s, pusher, w):
     w("## Commands used")
     w("")
     w("```")
-    w("# " + " ".join(shlex.quote(x) for x in [os.path.relpath(h.argv[0], ROOT)] + h.argv[1:]))
+    w("# " + " ".join(shlex.quote(x) for x in relative_argv(h.argv)))
     P = h.port
     w("# PORT: the relay's listen port (" + ", ".join(f"{t} {P[t]}" for t in h.peers)
       + (f", rendezvous A {P[RENDEZVOUS]} / B {P['rdv_b']}" if "socket-connector" in h.peers else "")
       + "), or the backend's port for direct")
     w(f"# BACKEND: {P['iperf3']} iperf3, {P['sockperf']} latency, {P['http']} nginx http, "
       f"{P['idle']} idle pairs, {P['sink']} pusher sink")
-    w(f"# $TMP: the run's temporary directory (generated configs); python3: {PY}")
+    w(f"# $TMP: the run's temporary directory (generated configs); "
+      f"python3: the harness's own, Python {platform.python_version()}")
     for group in ("backend", "relay", "load"):
         w(f"# --- {group}s")
         for g, label, cmd in h.journal.commands:

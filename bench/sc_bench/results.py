@@ -5,7 +5,7 @@ import os
 import platform
 import statistics
 
-from .common import log
+from .common import log, relative, relative_argv
 from .peers import RENDEZVOUS
 
 
@@ -109,14 +109,15 @@ def summarize(h):
 
 
 def write_json(h, path, repeats):
-    """Everything as JSON: summary, every raw measurement, commands, configs, notes, errors."""
+    """Everything as JSON: summary, every raw measurement, commands, configs, notes, errors.
+    Paths of this machine appear as relative() names them."""
     s, pusher = h.summary_data
     j = h.journal
     doc = {
         "started": h.started.isoformat(), "finished": h.finished.isoformat(),
         "machine": {"nproc": os.cpu_count(), "kernel": platform.release(), "description": h.machine},
         "mode": "quick" if h.args.quick else "full", "repeats": repeats,
-        "argv": h.argv, "binary": h.binary, "threads": h.args.threads,
+        "argv": relative_argv(h.argv), "binary": h.binary and relative(h.binary), "threads": h.args.threads,
         "labels": h.labels, "levels": h.levels, "parameters": h.p,
         "summary": s, "pusher": pusher, "targets": h.targets,
         "records": h.records, "commands": [{"group": g, "label": l, "command": c} for g, l, c in j.commands],
