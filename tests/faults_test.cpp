@@ -68,19 +68,8 @@ namespace {
 
 using steady = std::chrono::steady_clock;
 
-tcp::endpoint loopback(unsigned short port) {
-    return {asio::ip::address_v4::loopback(), port};
-}
-
 double seconds_between(steady::time_point from, steady::time_point to) {
     return std::chrono::duration<double>(to - from).count();
-}
-
-/// Aborts the connection: SO_LINGER 0, then close, so the peer gets a reset.
-void reset(tcp::socket& socket) {
-    std::error_code ignored;
-    socket.set_option(asio::socket_base::linger(true, 0), ignored);
-    socket.close(ignored);
 }
 
 /// The kernel's TCP state of `socket` (TCP_ESTABLISHED, TCP_FIN_WAIT2, ...), or -1.
@@ -89,13 +78,6 @@ int tcp_state(tcp::socket& socket) {
     socklen_t length = sizeof info;
     if (::getsockopt(socket.native_handle(), IPPROTO_TCP, TCP_INFO, &info, &length) != 0) return -1;
     return info.tcpi_state;
-}
-
-/// Tries to connect to 127.0.0.1:port; the outcome.
-asio::awaitable<std::error_code> try_connect(unsigned short port) {
-    tcp::socket socket(co_await asio::this_coro::executor);
-    auto [ec] = co_await socket.async_connect(loopback(port), use_tuple);
-    co_return ec;
 }
 
 /// Polls until connecting to `port` is refused; true if it was within `limit`.
@@ -685,36 +667,6 @@ asio::awaitable<void> slowloris() {
 
 // ---- programs under stress ---------------------------------------------------------------------
 
-std::unique_ptr<child_process> start_cli(std::vector<std::string> args, child_limits limits = {}) {
-    return start_program("socket-connector", std::move(args), limits);
-}
-
-/// The port the program listens on for `side`; fails at once (with its stderr) if it exited.
-asio::awaitable<unsigned short> started_port(child_process& p, char side) {
-    bool ready = co_await eventually(
-        [&] { return p.listening_port(side) != 0 || p.exit_code().has_value(); });
-    INFO("stdout: " << p.out() << "\nstderr: " << p.err());
-    REQUIRE(ready);
-    REQUIRE(!p.exit_code().has_value());
-    co_return p.listening_port(side);
-}
-
-/// The first line of `out` that starts with '{' (the --stats JSON), or "".
-std::string stats_line(const std::string& out) {
-    auto start = out.find('{');
-    if (start == std::string::npos) return "";
-    auto end = out.find('\n', start);
-    return end == std::string::npos ? out.substr(start) : out.substr(start, end - start + 1);
-}
-
-/// The number after `"name":` in a stats JSON line, or -1.
-long long stats_field(const std::string& json, const std::string& name) {
-    auto key = "\"" + name + "\":";
-    auto at = json.find(key);
-    if (at == std::string::npos) return -1;
-    return std::stoll(json.substr(at + key.size()));
-}
-
 /// The last `n` characters of `text`.
 std::string tail(const std::string& text, std::size_t n = 1500) {
     return text.size() <= n ? text : "..." + text.substr(text.size() - n);
@@ -1107,19 +1059,6 @@ asio::awaitable<void> early_bytes_not_held() {
 
 // SIGTERM with live pairs and --drain-timeout.
 
-/// Connects A and B to the command and checks a byte goes each way.
-asio::awaitable<void> cli_pair(unsigned short port_a, unsigned short port_b, tcp::socket& a,
-                               tcp::socket& b) {
-    a = co_await connect_to(port_a);
-    b = co_await connect_to(port_b);
-    co_await send_text(a, "a", false);
-    auto at_b = co_await read_exactly(b, 1);
-    CHECK(at_b == "a");
-    co_await send_text(b, "b", false);
-    auto at_a = co_await read_exactly(a, 1);
-    CHECK(at_a == "b");
-}
-
 asio::awaitable<void> drain_lets_pair_finish() {
     auto ex = co_await asio::this_coro::executor;
     auto cli = start_cli({"server-to-server", "--a", "127.0.0.1:0", "--b", "127.0.0.1:0",
@@ -1128,7 +1067,7 @@ asio::awaitable<void> drain_lets_pair_finish() {
     auto port_b = co_await started_port(*cli, 'B');
     tcp::socket a(ex);
     tcp::socket b(ex);
-    co_await cli_pair(port_a, port_b, a, b);
+    co_await form_pair(port_a, port_b, a, b);
     auto from_a = pattern(120, 4u << 20);
     auto from_b = pattern(121, 3u << 20);
     // Half of A's bytes go before the signal, the rest after.
@@ -1223,7 +1162,7 @@ asio::awaitable<void> drain_timeout_closes_the_rest() {
     auto port_b = co_await started_port(*cli, 'B');
     tcp::socket a(ex);
     tcp::socket b(ex);
-    co_await cli_pair(port_a, port_b, a, b);
+    co_await form_pair(port_a, port_b, a, b);
     // A pair that never finishes: A trickles bytes, B checks them, neither ends its stream.
     auto cycle = pattern(130, 10007);
     std::size_t sent = 0;
@@ -1272,7 +1211,7 @@ asio::awaitable<void> sigterm_without_drain_closes_at_once() {
     auto port_b = co_await started_port(*cli, 'B');
     tcp::socket a(ex);
     tcp::socket b(ex);
-    co_await cli_pair(port_a, port_b, a, b);
+    co_await form_pair(port_a, port_b, a, b);
     close_watch at_a;
     close_watch at_b;
     auto signalled = steady::now();
@@ -1372,7 +1311,7 @@ asio::awaitable<void> slow_reader(std::size_t step) {
     auto port_b = co_await started_port(*cli, 'B');
     tcp::socket a(ex);
     tcp::socket b(ex);
-    co_await cli_pair(port_a, port_b, a, b);
+    co_await form_pair(port_a, port_b, a, b);
     auto before = rss_kib(cli->pid());
     auto cycle = pattern(140, 65521);
     std::size_t written = 0;

@@ -31,6 +31,7 @@
 #include <asio/strand.hpp>
 #include <fmt/format.h>
 
+#include "support/auth.hpp"
 #include "support/net.hpp"
 #ifdef SOCKET_CONNECTOR_CLI
 #include "support/programs.hpp"
@@ -42,10 +43,6 @@ using namespace asio::experimental::awaitable_operators;
 namespace {
 
 constexpr int pool_threads = 4;
-
-tcp::endpoint loopback(unsigned short port) {
-    return {asio::ip::address_v4::loopback(), port};
-}
 
 /// Runs `task` on a strand of `io` while `pool_threads` threads run `io`, for at most
 /// `deadline`; REQUIREs that it finished and rethrows what it threw.
@@ -144,12 +141,6 @@ std::uint64_t tag_of(std::span<const char> data) {
     std::memcpy(&n, data.data() + 8, sizeof n);
     if (seed == 0 || n != data.size()) return 0;
     return checksum(data) == checksum(tagged(seed, n)) ? seed : 0;
-}
-
-std::vector<char> concat(std::string_view head, const std::vector<char>& tail) {
-    std::vector<char> all(head.begin(), head.end());
-    all.insert(all.end(), tail.begin(), tail.end());
-    return all;
 }
 
 /// What every "endless" sender repeats; its receivers check each byte against it.
@@ -269,20 +260,6 @@ struct target {
     std::mutex mutex;
     std::vector<session> ended; // under mutex, as each connection ends
 };
-
-asio::awaitable<std::vector<char>> echo(tcp::socket& socket) {
-    std::vector<char> seen;
-    std::vector<char> buf(65536);
-    for (;;) {
-        auto [ec, n] = co_await socket.async_read_some(asio::buffer(buf), use_tuple);
-        if (ec == asio::error::eof) break;
-        if (ec) throw std::system_error(ec, "echo read");
-        seen.insert(seen.end(), buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(n));
-        co_await asio::async_write(socket, asio::buffer(buf.data(), n), asio::use_awaitable);
-    }
-    socket.shutdown(tcp::socket::shutdown_send);
-    co_return seen;
-}
 
 asio::awaitable<void> target_session(std::shared_ptr<target> t, tcp::socket socket,
                                      std::uint64_t seed) {
@@ -1023,43 +1000,6 @@ struct reversing {
     }
     void finish(std::vector<char>& out) { out.insert(out.end(), held.rbegin(), held.rend()); }
 };
-
-/// Sends `challenge N` (N: the peer's port) and expects `3N+1` on the next line; what follows
-/// the line is the leftover.
-struct challenge_verifier {
-    asio::awaitable<sc::auth_result> operator()(tcp::socket& socket) const {
-        auto n = static_cast<unsigned long>(socket.remote_endpoint().port());
-        std::string challenge = fmt::format("challenge {}\n", n);
-        co_await asio::async_write(socket, asio::buffer(challenge), asio::use_awaitable);
-        std::string expected = std::to_string(n * 3 + 1);
-        std::vector<char> received;
-        for (;;) {
-            if (auto found = sc::find_first_line(received)) {
-                sc::auth_result result;
-                result.ok = found->line == expected;
-                if (result.ok)
-                    result.leftover.assign(received.begin() +
-                                               static_cast<std::ptrdiff_t>(found->rest),
-                                           received.end());
-                co_return result;
-            }
-            char buf[512];
-            auto n_read = co_await socket.async_read_some(asio::buffer(buf), asio::use_awaitable);
-            received.insert(received.end(), buf, buf + n_read);
-        }
-    }
-};
-
-/// Reads one LF-terminated line, byte by byte so nothing past it is consumed.
-asio::awaitable<std::string> read_line(tcp::socket& socket) {
-    std::string line;
-    for (;;) {
-        char c = 0;
-        co_await asio::async_read(socket, asio::buffer(&c, 1), asio::use_awaitable);
-        if (c == '\n') co_return line;
-        line.push_back(c);
-    }
-}
 
 /// The answer line to the challenge on `socket`, right or wrong.
 asio::awaitable<std::string> answer(tcp::socket& socket, bool correctly) {
