@@ -355,6 +355,11 @@ struct log_capture {
     }
 };
 
+/// A listening socket on 127.0.0.1 with a port the OS chose (a target for socket sides).
+inline tcp::acceptor loopback_acceptor(asio::any_io_executor ex) {
+    return tcp::acceptor(ex, {asio::ip::address_v4::loopback(), 0});
+}
+
 /// An acceptor bound to `at` without listening: a connect there is refused, and nothing else can
 /// take the address meanwhile.
 inline tcp::acceptor refusing(asio::any_io_executor ex, const tcp::endpoint& at) {

@@ -83,9 +83,4 @@ inline long long stats_field(const std::string& json, const std::string& name) {
     return std::stoll(json.substr(at + key.size()));
 }
 
-/// A listening socket on 127.0.0.1 with a port the OS chose (a target for socket sides).
-inline tcp::acceptor loopback_acceptor(asio::any_io_executor ex) {
-    return tcp::acceptor(ex, {asio::ip::address_v4::loopback(), 0});
-}
-
 } // namespace test_support
