@@ -9,54 +9,12 @@
 #include <asio/write.hpp>
 #include <fmt/format.h>
 
+#include "support/auth.hpp"
 #include "support/net.hpp"
 
 using namespace test_support;
 
 namespace {
-
-/// Reads one LF-terminated line (without the LF), byte by byte so nothing past it is consumed.
-asio::awaitable<std::string> read_line(tcp::socket& socket) {
-    std::string line;
-    for (;;) {
-        char c = 0;
-        co_await asio::async_read(socket, asio::buffer(&c, 1), asio::use_awaitable);
-        if (c == '\n') co_return line;
-        line.push_back(c);
-    }
-}
-
-std::vector<char> concat(std::string_view head, const std::vector<char>& tail) {
-    std::vector<char> all(head.begin(), head.end());
-    all.insert(all.end(), tail.begin(), tail.end());
-    return all;
-}
-
-/// A challenge/response verifier: sends `challenge <n>` (n = the peer's port) and expects the
-/// answer `<n * 3 + 1>` on the next line; bytes after that line are the leftover.
-struct challenge_verifier {
-    asio::awaitable<sc::auth_result> operator()(tcp::socket& socket) const {
-        auto n = static_cast<unsigned long>(socket.remote_endpoint().port());
-        std::string challenge = fmt::format("challenge {}\n", n);
-        co_await asio::async_write(socket, asio::buffer(challenge), asio::use_awaitable);
-        std::string expected = std::to_string(n * 3 + 1);
-        std::vector<char> received;
-        for (;;) {
-            if (auto found = sc::find_first_line(received)) {
-                sc::auth_result result;
-                result.ok = found->line == expected;
-                if (result.ok)
-                    result.leftover.assign(received.begin() +
-                                               static_cast<std::ptrdiff_t>(found->rest),
-                                           received.end());
-                co_return result;
-            }
-            char buf[512];
-            auto n_read = co_await socket.async_read_some(asio::buffer(buf), asio::use_awaitable);
-            received.insert(received.end(), buf, buf + n_read);
-        }
-    }
-};
 
 /// Answers a challenge_verifier's challenge, correctly or not.
 asio::awaitable<void> answer_challenge(tcp::socket& socket, bool correctly,

@@ -9,10 +9,6 @@ using namespace asio::experimental::awaitable_operators;
 
 namespace {
 
-std::unique_ptr<child_process> start_cli(std::vector<std::string> args) {
-    return start_program("socket-connector", std::move(args));
-}
-
 /// Accepts one connection on `acceptor` and echoes it back until its end of stream.
 asio::awaitable<void> echo_one(tcp::acceptor& acceptor) {
     auto socket = co_await acceptor.async_accept(asio::use_awaitable);

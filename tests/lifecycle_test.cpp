@@ -15,34 +15,11 @@ namespace {
 
 constexpr auto grace = 300ms;
 
-tcp::endpoint loopback(unsigned short port) {
-    return {asio::ip::address_v4::loopback(), port};
-}
-
-/// Tries to connect to 127.0.0.1:port; the outcome (refused once nothing listens there).
-asio::awaitable<std::error_code> try_connect(unsigned short port) {
-    tcp::socket socket(co_await asio::this_coro::executor);
-    auto [ec] = co_await socket.async_connect(loopback(port), use_tuple);
-    co_return ec;
-}
-
 /// Reads until the peer ends the stream; true for a clean EOF with nothing received.
 asio::awaitable<bool> sees_eof(tcp::socket& socket) {
     char byte = 0;
     auto [ec, n] = co_await socket.async_read_some(asio::buffer(&byte, 1), use_tuple);
     co_return ec == asio::error::eof&& n == 0;
-}
-
-/// A pair that has formed: `a` on side A, `b` on side B, one byte relayed each way.
-asio::awaitable<void> form_pair(sc::connector& c, tcp::socket& a, tcp::socket& b) {
-    a = co_await connect_to(c.side_a_port());
-    b = co_await connect_to(c.side_b_port());
-    co_await send_text(a, "a", false);
-    auto at_b = co_await read_exactly(b, 1);
-    CHECK(at_b == "a");
-    co_await send_text(b, "b", false);
-    auto at_a = co_await read_exactly(a, 1);
-    CHECK(at_a == "b");
 }
 
 asio::awaitable<void> closes_after_grace_without_connection() {

@@ -15,18 +15,6 @@ using namespace asio::experimental::awaitable_operators;
 
 namespace {
 
-/// A pair that has formed: one byte relayed each way.
-asio::awaitable<void> form_pair(sc::connector& c, tcp::socket& a, tcp::socket& b) {
-    a = co_await connect_to(c.side_a_port());
-    b = co_await connect_to(c.side_b_port());
-    co_await send_text(a, "a", false);
-    auto at_b = co_await read_exactly(b, 1);
-    CHECK(at_b == "a");
-    co_await send_text(b, "b", false);
-    auto at_a = co_await read_exactly(a, 1);
-    CHECK(at_a == "b");
-}
-
 /// Relays `size` bytes each way over a fresh pair and checks them.
 asio::awaitable<void> relay_checked(sc::connector& c, std::uint64_t seed, std::size_t size) {
     auto a = co_await connect_to(c.side_a_port());

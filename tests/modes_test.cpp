@@ -15,10 +15,6 @@ using namespace asio::experimental::awaitable_operators;
 
 namespace {
 
-tcp::endpoint loopback(unsigned short port) {
-    return {asio::ip::address_v4::loopback(), port};
-}
-
 /// A server on 127.0.0.1 that the connector dials, recording what each connection sent it.
 struct target {
     enum class kind {
@@ -42,20 +38,6 @@ struct target {
     int finished = 0;
     std::vector<std::vector<char>> received; // per connection, in accept order
 };
-
-asio::awaitable<std::vector<char>> echo(tcp::socket& socket) {
-    std::vector<char> seen;
-    std::vector<char> buf(65536);
-    for (;;) {
-        auto [ec, n] = co_await socket.async_read_some(asio::buffer(buf), use_tuple);
-        if (ec == asio::error::eof) break;
-        if (ec) throw std::system_error(ec, "echo read");
-        seen.insert(seen.end(), buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(n));
-        co_await asio::async_write(socket, asio::buffer(buf.data(), n), asio::use_awaitable);
-    }
-    socket.shutdown(tcp::socket::shutdown_send);
-    co_return seen;
-}
 
 asio::awaitable<void> session(std::shared_ptr<target> t, tcp::socket socket, std::size_t index) {
     std::vector<char> got;

@@ -137,12 +137,6 @@ struct soak_state {
     }
 };
 
-void reset(tcp::socket& socket) {
-    std::error_code ignored;
-    socket.set_option(asio::socket_base::linger(true, 0), ignored);
-    socket.close(ignored);
-}
-
 /// Sends `data` then FIN, ignoring failure (the pair may be reset meanwhile).
 asio::awaitable<void> send_tolerant(tcp::socket& socket, std::span<const char> data) {
     auto [ec, n] =

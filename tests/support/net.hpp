@@ -1,9 +1,11 @@
 #pragma once
 
-// Helpers shared by the tests: a bounded runner, loopback sockets, patterned data, checksums and
-// a logger that records lines. Everything here is loopback-only.
+// Helpers shared by the tests: a bounded runner, loopback sockets (connected, reset, paired,
+// echoed), patterned data, checksums and a logger that records lines. Everything here is
+// loopback-only.
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <exception>
 #include <functional>
@@ -11,6 +13,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -116,6 +119,25 @@ inline asio::awaitable<tcp::socket> connect_to(unsigned short port) {
     co_return socket;
 }
 
+/// 127.0.0.1:port.
+inline tcp::endpoint loopback(unsigned short port) {
+    return {asio::ip::address_v4::loopback(), port};
+}
+
+/// Tries to connect to 127.0.0.1:port; the outcome (refused once nothing listens there).
+inline asio::awaitable<std::error_code> try_connect(unsigned short port) {
+    tcp::socket socket(co_await asio::this_coro::executor);
+    auto [ec] = co_await socket.async_connect(loopback(port), use_tuple);
+    co_return ec;
+}
+
+/// Aborts the connection: SO_LINGER 0, then close, so the peer gets a reset.
+inline void reset(tcp::socket& socket) {
+    std::error_code ignored;
+    socket.set_option(asio::socket_base::linger(true, 0), ignored);
+    socket.close(ignored);
+}
+
 /// Writes all of `data`, then (if asked) shuts down the send side. (Takes a view: with g++ 12,
 /// braced or temporary containers inside a co_await expression are destroyed twice.)
 inline asio::awaitable<void> send_all(tcp::socket& socket, std::span<const char> data,
@@ -128,6 +150,13 @@ inline asio::awaitable<void> send_all(tcp::socket& socket, std::span<const char>
 inline asio::awaitable<void> send_text(tcp::socket& socket, std::string_view text,
                                        bool then_shutdown = true) {
     return send_all(socket, std::span<const char>(text.data(), text.size()), then_shutdown);
+}
+
+/// `head` followed by `tail`, as bytes (a first line, then a payload).
+inline std::vector<char> concat(std::string_view head, const std::vector<char>& tail) {
+    std::vector<char> all(head.begin(), head.end());
+    all.insert(all.end(), tail.begin(), tail.end());
+    return all;
 }
 
 /// Bytes as a string, for comparing with a literal.
@@ -175,6 +204,17 @@ inline asio::awaitable<ending> read_until_closed(tcp::socket& socket) {
     }
 }
 
+/// Reads one LF-terminated line (without the LF), byte by byte so nothing past it is consumed.
+inline asio::awaitable<std::string> read_line(tcp::socket& socket) {
+    std::string line;
+    for (;;) {
+        char c = 0;
+        co_await asio::async_read(socket, asio::buffer(&c, 1), asio::use_awaitable);
+        if (c == '\n') co_return line;
+        line.push_back(c);
+    }
+}
+
 /// Reads exactly `n` bytes.
 inline asio::awaitable<std::string> read_exactly(tcp::socket& socket, std::size_t n) {
     std::string data(n, '\0');
@@ -209,6 +249,41 @@ inline asio::awaitable<bool> closed_within(tcp::socket& socket, std::chrono::mil
     if (outcome.index() == 1) co_return false;
     auto [ec, n] = std::get<0>(outcome);
     co_return ec&& n == 0;
+}
+
+/// A pair that has formed: `a` connected to side A's `port_a`, `b` to side B's `port_b`, one
+/// byte relayed each way.
+inline asio::awaitable<void> form_pair(unsigned short port_a, unsigned short port_b, tcp::socket& a,
+                                       tcp::socket& b) {
+    a = co_await connect_to(port_a);
+    b = co_await connect_to(port_b);
+    co_await send_text(a, "a", false);
+    auto at_b = co_await read_exactly(b, 1);
+    CHECK(at_b == "a");
+    co_await send_text(b, "b", false);
+    auto at_a = co_await read_exactly(a, 1);
+    CHECK(at_a == "b");
+}
+
+/// `form_pair` on the sides of connector `c`.
+inline asio::awaitable<void> form_pair(sc::connector& c, tcp::socket& a, tcp::socket& b) {
+    co_await form_pair(c.side_a_port(), c.side_b_port(), a, b);
+}
+
+/// Sends back what one connection sends, chunk by chunk as it comes, and ends its stream after
+/// the peer's; what it read. A read error other than the end of stream throws.
+inline asio::awaitable<std::vector<char>> echo(tcp::socket& socket) {
+    std::vector<char> seen;
+    std::vector<char> buf(65536);
+    for (;;) {
+        auto [ec, n] = co_await socket.async_read_some(asio::buffer(buf), use_tuple);
+        if (ec == asio::error::eof) break;
+        if (ec) throw std::system_error(ec, "echo read");
+        seen.insert(seen.end(), buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(n));
+        co_await asio::async_write(socket, asio::buffer(buf.data(), n), asio::use_awaitable);
+    }
+    socket.shutdown(tcp::socket::shutdown_send);
+    co_return seen;
 }
 
 /// Sends back everything one connection sends, then ends its stream.
@@ -279,6 +354,11 @@ struct log_capture {
         return text;
     }
 };
+
+/// A listening socket on 127.0.0.1 with a port the OS chose (a target for socket sides).
+inline tcp::acceptor loopback_acceptor(asio::any_io_executor ex) {
+    return tcp::acceptor(ex, {asio::ip::address_v4::loopback(), 0});
+}
 
 /// An acceptor bound to `at` without listening: a connect there is refused, and nothing else can
 /// take the address meanwhile.

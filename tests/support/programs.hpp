@@ -51,9 +51,36 @@ inline asio::awaitable<int> exit_of(child_process& process,
     co_return *process.exit_code();
 }
 
-/// A listening socket on 127.0.0.1 with a port the OS chose (a target for socket sides).
-inline tcp::acceptor loopback_acceptor(asio::any_io_executor ex) {
-    return tcp::acceptor(ex, {asio::ip::address_v4::loopback(), 0});
+/// Starts the `socket-connector` command with `args` (and `limits`).
+inline std::unique_ptr<child_process> start_cli(std::vector<std::string> args,
+                                                child_limits limits = {}) {
+    return start_program("socket-connector", std::move(args), limits);
+}
+
+/// The port the program listens on for `side`; fails at once (with its stderr) if it exited.
+inline asio::awaitable<unsigned short> started_port(child_process& p, char side) {
+    bool ready = co_await eventually(
+        [&] { return p.listening_port(side) != 0 || p.exit_code().has_value(); });
+    INFO("stdout: " << p.out() << "\nstderr: " << p.err());
+    REQUIRE(ready);
+    REQUIRE(!p.exit_code().has_value());
+    co_return p.listening_port(side);
+}
+
+/// The first line of `out` that starts with '{' (the --stats JSON), or "".
+inline std::string stats_line(const std::string& out) {
+    auto start = out.find('{');
+    if (start == std::string::npos) return "";
+    auto end = out.find('\n', start);
+    return end == std::string::npos ? out.substr(start) : out.substr(start, end - start + 1);
+}
+
+/// The number after `"name":` in a stats JSON line, or -1.
+inline long long stats_field(const std::string& json, const std::string& name) {
+    auto key = "\"" + name + "\":";
+    auto at = json.find(key);
+    if (at == std::string::npos) return -1;
+    return std::stoll(json.substr(at + key.size()));
 }
 
 } // namespace test_support
