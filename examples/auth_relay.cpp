@@ -31,13 +31,8 @@
 // printed, 1 runtime error (address in use), 2 bad arguments.
 
 #include <algorithm>
-#include <charconv>
 #include <chrono>
-#include <csignal>
 #include <cstddef>
-#include <cstdint>
-#include <cstdio>
-#include <exception>
 #include <memory>
 #include <optional>
 #include <span>
@@ -49,11 +44,8 @@
 #include <vector>
 
 #include <asio/buffer.hpp>
-#include <asio/co_spawn.hpp>
 #include <asio/experimental/as_tuple.hpp>
-#include <asio/io_context.hpp>
 #include <asio/ip/address.hpp>
-#include <asio/signal_set.hpp>
 #include <asio/use_awaitable.hpp>
 #include <asio/write.hpp>
 #include <fmt/format.h>
@@ -219,27 +211,11 @@ asio::awaitable<void> relay(config cfg, std::shared_ptr<sc::connector>& connecto
 } // namespace
 
 int main(int argc, char** argv) {
-    try {
-        std::signal(SIGPIPE, SIG_IGN); // a peer that goes away is an error code, not a kill
-        std::span<char* const> args(argv, static_cast<std::size_t>(argc));
-        auto parsed = parse_args(args.empty() ? args : args.subspan(1));
-        if (auto* why = std::get_if<std::string>(&parsed)) {
-            fmt::print(stderr, "auth_relay: {}\n\n{}", *why, usage);
-            return 2;
-        }
-        auto& cfg = std::get<config>(parsed);
-        if (cfg.help) {
-            fmt::print("{}", usage);
-            return 0;
-        }
-        if (cfg.answer_for) {
+    return example::main_of("auth_relay", usage, argc, argv, parse_args, [](const config& cfg) {
+        if (cfg.answer_for) { // the client's side: print the answer, no relay
             example::print_line(challenge::answer(cfg.secret, *cfg.answer_for) + "\n");
             return 0;
         }
-
-        return example::run_relay("auth_relay", cfg, relay);
-    } catch (const std::exception& e) {
-        fmt::print(stderr, "auth_relay: {}\n", e.what());
-        return 1;
-    }
+        return example::run_relay(cfg, relay);
+    });
 }

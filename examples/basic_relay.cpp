@@ -17,14 +17,8 @@
 // Exit status: 0 when the connector closes (grace period over, SIGINT, SIGTERM), 1 on a runtime
 // error (address in use), 2 on bad arguments.
 
-#include <charconv>
 #include <chrono>
-#include <csignal>
-#include <cstdint>
-#include <cstdio>
-#include <exception>
 #include <memory>
-#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -32,10 +26,7 @@
 #include <utility>
 #include <variant>
 
-#include <asio/co_spawn.hpp>
-#include <asio/io_context.hpp>
 #include <asio/ip/address.hpp>
-#include <asio/signal_set.hpp>
 #include <fmt/format.h>
 
 #include <socket_connector/socket_connector.hpp>
@@ -128,23 +119,6 @@ asio::awaitable<void> relay(config cfg, std::shared_ptr<sc::connector>& connecto
 } // namespace
 
 int main(int argc, char** argv) {
-    try {
-        std::signal(SIGPIPE, SIG_IGN); // a peer that goes away is an error code, not a kill
-        std::span<char* const> args(argv, static_cast<std::size_t>(argc));
-        auto parsed = parse_args(args.empty() ? args : args.subspan(1));
-        if (auto* why = std::get_if<std::string>(&parsed)) {
-            fmt::print(stderr, "basic_relay: {}\n\n{}", *why, usage);
-            return 2;
-        }
-        auto& cfg = std::get<config>(parsed);
-        if (cfg.help) {
-            fmt::print("{}", usage);
-            return 0;
-        }
-
-        return example::run_relay("basic_relay", cfg, relay);
-    } catch (const std::exception& e) {
-        fmt::print(stderr, "basic_relay: {}\n", e.what());
-        return 1;
-    }
+    return example::main_of("basic_relay", usage, argc, argv, parse_args,
+                            [](const config& cfg) { return example::run_relay(cfg, relay); });
 }

@@ -43,6 +43,7 @@
 #include <socket_connector/socket_connector.hpp>
 
 #include "chat_protocol.hpp"
+#include "example_support.hpp"
 
 namespace sc = socket_connector;
 using tcp = asio::ip::tcp;
@@ -141,11 +142,6 @@ std::variant<config, std::string> parse_args(std::span<char* const> args) {
         }
     }
     return cfg;
-}
-
-void print_stdout(std::string_view text) {
-    std::fwrite(text.data(), 1, text.size(), stdout);
-    std::fflush(stdout);
 }
 
 /// A name or other client input as it can be quoted back in a message line.
@@ -507,7 +503,7 @@ int serve(const config& cfg) {
         std::fprintf(stderr, "chat_server: %s\n", why.c_str());
         return 1;
     }
-    print_stdout(
+    example::print_line(
         fmt::format("chat server listening on {}\n", sc::to_string(acceptor->local_endpoint())));
     // Held by pointer: its handlers keep its address.
     auto server = std::make_unique<chat_server>(io, std::move(*acceptor), sc::stderr_logger());
@@ -519,25 +515,5 @@ int serve(const config& cfg) {
 } // namespace
 
 int main(int argc, char** argv) {
-    try {
-        std::signal(SIGPIPE, SIG_IGN); // a client that goes away is an error code, not a kill
-        std::span<char* const> args(argv, static_cast<std::size_t>(argc));
-        auto parsed = parse_args(args.empty() ? args : args.subspan(1));
-        if (auto* why = std::get_if<std::string>(&parsed)) {
-            std::fprintf(stderr, "chat_server: %s\n\n%.*s", why->c_str(),
-                         static_cast<int>(usage_text.size()), usage_text.data());
-            return 2;
-        }
-        auto& cfg = std::get<config>(parsed);
-        if (cfg.help) {
-            print_stdout(usage_text);
-            return 0;
-        }
-        return serve(cfg);
-    } catch (const std::exception& e) {
-        std::fprintf(stderr, "chat_server: %s\n", e.what());
-    } catch (...) {
-        std::fprintf(stderr, "chat_server: unknown error\n");
-    }
-    return 1;
+    return example::main_of("chat_server", usage_text, argc, argv, parse_args, serve);
 }

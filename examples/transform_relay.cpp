@@ -28,13 +28,9 @@
 
 #include <algorithm>
 #include <array>
-#include <charconv>
 #include <chrono>
-#include <csignal>
 #include <cstddef>
-#include <cstdint>
 #include <cstdio>
-#include <exception>
 #include <memory>
 #include <optional>
 #include <span>
@@ -49,10 +45,8 @@
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
 #include <asio/experimental/as_tuple.hpp>
-#include <asio/io_context.hpp>
 #include <asio/ip/address.hpp>
 #include <asio/ip/tcp.hpp>
-#include <asio/signal_set.hpp>
 #include <asio/use_awaitable.hpp>
 #include <asio/write.hpp>
 #include <fmt/format.h>
@@ -296,23 +290,6 @@ asio::awaitable<void> relay(config cfg, std::shared_ptr<sc::connector>& connecto
 } // namespace
 
 int main(int argc, char** argv) {
-    try {
-        std::signal(SIGPIPE, SIG_IGN); // a peer that goes away is an error code, not a kill
-        std::span<char* const> args(argv, static_cast<std::size_t>(argc));
-        auto parsed = parse_args(args.empty() ? args : args.subspan(1));
-        if (auto* why = std::get_if<std::string>(&parsed)) {
-            fmt::print(stderr, "transform_relay: {}\n\n{}", *why, usage);
-            return 2;
-        }
-        auto& cfg = std::get<config>(parsed);
-        if (cfg.help) {
-            fmt::print("{}", usage);
-            return 0;
-        }
-
-        return example::run_relay("transform_relay", cfg, relay);
-    } catch (const std::exception& e) {
-        fmt::print(stderr, "transform_relay: {}\n", e.what());
-        return 1;
-    }
+    return example::main_of("transform_relay", usage, argc, argv, parse_args,
+                            [](const config& cfg) { return example::run_relay(cfg, relay); });
 }
