@@ -1,8 +1,9 @@
 #pragma once
 
 // What the example programs share, so that each file shows its own idea: the frame of `main`
-// (arguments in, exit code 0, 1 or 2 out), reading seconds, and a loop that runs one connector
-// until it is done, closing it on SIGINT or SIGTERM.
+// (arguments in, exit code 0, 1 or 2 out), reading `--name value` options and their values, the
+// "listening" lines, and a loop that runs one connector until it is done, closing it on SIGINT
+// or SIGTERM.
 
 #include <charconv>
 #include <chrono>
@@ -11,6 +12,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <exception>
+#include <initializer_list>
 #include <memory>
 #include <optional>
 #include <span>
@@ -22,6 +24,8 @@
 
 #include <asio/co_spawn.hpp>
 #include <asio/io_context.hpp>
+#include <asio/ip/address.hpp>
+#include <asio/ip/tcp.hpp>
 #include <asio/signal_set.hpp>
 #include <fmt/format.h>
 
@@ -73,6 +77,38 @@ int main_of(std::string_view name, std::string_view usage, int argc, char** argv
 
 // ---- arguments ------------------------------------------------------------------------------
 
+/// Why an argument is wrong, or nothing when it is right.
+using problem = std::optional<std::string>;
+
+/// Reads `--name value` options (from `valued`) and `--name` flags (from `flags`), in any
+/// order, handing each to `set(name, value)` (an empty value for a flag), which says what is
+/// wrong with it, if anything. `--help` sets `help` and ends the reading.
+template <class Set>
+problem read_options(std::span<char* const> args, bool& help,
+                     std::initializer_list<std::string_view> flags,
+                     std::initializer_list<std::string_view> valued, Set set) {
+    auto is_in = [](std::initializer_list<std::string_view> names, std::string_view name) {
+        for (auto known : names)
+            if (known == name) return true;
+        return false;
+    };
+    for (std::size_t i = 0; i < args.size(); ++i) {
+        std::string_view name = args[i];
+        if (name == "--help") {
+            help = true;
+            return std::nullopt;
+        }
+        if (is_in(flags, name)) {
+            if (auto why = set(name, std::string_view())) return why;
+            continue;
+        }
+        if (!is_in(valued, name)) return fmt::format("unknown argument '{}'", name);
+        if (i + 1 == args.size()) return fmt::format("{} needs a value", name);
+        if (auto why = set(name, std::string_view(args[++i]))) return why;
+    }
+    return std::nullopt;
+}
+
 /// Seconds, such as 30 or 0.5, from 0 to a million.
 inline std::optional<std::chrono::milliseconds> parse_seconds(std::string_view text) {
     double seconds = 0;
@@ -90,7 +126,36 @@ inline std::optional<std::chrono::milliseconds> parse_grace(std::string_view tex
     return seconds;
 }
 
+/// `--host ADDR`: an IP address.
+inline problem read_host(std::string_view value, asio::ip::address& host) {
+    std::error_code ec;
+    host = asio::ip::make_address(value, ec);
+    if (ec) return fmt::format("--host needs an IP address (got '{}')", value);
+    return std::nullopt;
+}
+
+/// `--port-a N` and the like: a port, 0 to 65535.
+inline problem read_port(std::string_view name, std::string_view value, unsigned short& port) {
+    auto parsed = sc::parse_port(value);
+    if (!parsed) return fmt::format("{} needs a port, 0 to 65535 (got '{}')", name, value);
+    port = *parsed;
+    return std::nullopt;
+}
+
+/// `--timeout SECS`: a grace period, 0 for none.
+inline problem read_grace(std::string_view value, std::chrono::milliseconds& timeout) {
+    auto parsed = parse_grace(value);
+    if (!parsed) return fmt::format("--timeout needs seconds (got '{}')", value);
+    timeout = *parsed;
+    return std::nullopt;
+}
+
 // ---- running a relay ------------------------------------------------------------------------
+
+/// Prints "A listening on HOST:PORT" (or B): what tests and scripts wait for.
+inline void print_listening(char side, const asio::ip::tcp::endpoint& where) {
+    print_line(fmt::format("{} listening on {}\n", side, sc::to_string(where)));
+}
 
 /// Runs `relay(cfg, connector)` until it returns; SIGINT or SIGTERM closes the connector it
 /// made (or stops at once if it has not made one yet). 0, or the relay's exception rethrown.

@@ -146,12 +146,8 @@ private:
             if (signalled_) c->drain(cfg_.drain_timeout); // the signal came while starting up
         }
         auto& first = *connectors_.front();
-        if (is_server(cfg_.mode, 'A'))
-            example::print_line(
-                fmt::format("A listening on {}\n", sc::to_string(first.side_a_endpoint())));
-        if (is_server(cfg_.mode, 'B'))
-            example::print_line(
-                fmt::format("B listening on {}\n", sc::to_string(first.side_b_endpoint())));
+        if (is_server(cfg_.mode, 'A')) example::print_listening('A', first.side_a_endpoint());
+        if (is_server(cfg_.mode, 'B')) example::print_listening('B', first.side_b_endpoint());
         for (auto& c : connectors_)
             co_await c->wait_closed();
         if (cfg_.stats) example::print_line(sum_of(connectors_).to_json() + "\n");
