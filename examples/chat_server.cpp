@@ -89,23 +89,6 @@ struct config {
     std::uint16_t port = 4567;
 };
 
-/// An argument as it can be shown in a message: quoted, non-printable bytes as \xNN, cut short.
-std::string quoted(std::string_view text) {
-    std::string out = "\"";
-    for (std::size_t i = 0; i < text.size(); ++i) {
-        if (i == 60) {
-            out += "...";
-            break;
-        }
-        auto c = static_cast<unsigned char>(text[i]);
-        if (c < 0x20 || c >= 0x7f || c == '"' || c == '\\')
-            out += fmt::format("\\x{:02x}", c);
-        else
-            out += static_cast<char>(c);
-    }
-    return out + "\"";
-}
-
 /// The configuration, or why the arguments are wrong.
 std::variant<config, std::string> parse_args(std::span<char* const> args) {
     config cfg;
@@ -121,7 +104,7 @@ std::variant<config, std::string> parse_args(std::span<char* const> args) {
             return cfg;
         }
         if (name != "--bind" && name != "--port")
-            return fmt::format("unknown argument {}", quoted(arg));
+            return fmt::format("unknown argument {}", example::quoted(arg));
         bool& seen = name == "--bind" ? bind_seen : port_seen;
         if (seen) return fmt::format("{} is given more than once", name);
         seen = true;
@@ -133,11 +116,12 @@ std::variant<config, std::string> parse_args(std::span<char* const> args) {
             std::error_code ec;
             cfg.bind = asio::ip::make_address(std::string(*value), ec);
             if (ec || value->empty())
-                return fmt::format("--bind needs an IPv4 or IPv6 address (got {})", quoted(*value));
+                return fmt::format("--bind needs an IPv4 or IPv6 address (got {})",
+                                   example::quoted(*value));
         } else {
             std::string why;
             auto port = sc::parse_port(*value, &why);
-            if (!port) return fmt::format("--port {}: {}", quoted(*value), why);
+            if (!port) return fmt::format("--port {}: {}", example::quoted(*value), why);
             cfg.port = *port;
         }
     }

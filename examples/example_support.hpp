@@ -80,6 +80,23 @@ int main_of(std::string_view name, std::string_view usage, int argc, char** argv
 /// Why an argument is wrong, or nothing when it is right.
 using problem = std::optional<std::string>;
 
+/// An argument as it can be shown in a message: quoted, non-printable bytes as \xNN, cut short.
+inline std::string quoted(std::string_view text) {
+    std::string out = "\"";
+    for (std::size_t i = 0; i < text.size(); ++i) {
+        if (i == 60) {
+            out += "...";
+            break;
+        }
+        auto c = static_cast<unsigned char>(text[i]);
+        if (c < 0x20 || c >= 0x7f || c == '"' || c == '\\')
+            out += fmt::format("\\x{:02x}", c);
+        else
+            out += static_cast<char>(c);
+    }
+    return out + "\"";
+}
+
 /// Reads `--name value` options (from `valued`) and `--name` flags (from `flags`), in any
 /// order, handing each to `set(name, value)` (an empty value for a flag), which says what is
 /// wrong with it, if anything. `--help` sets `help` and ends the reading.
