@@ -30,30 +30,20 @@
 // paste by hand). Exit status: 0 normal close (grace period, SIGINT, SIGTERM) or an answer
 // printed, 1 runtime error (address in use), 2 bad arguments.
 
-#include <algorithm>
-#include <charconv>
 #include <chrono>
-#include <csignal>
 #include <cstddef>
-#include <cstdint>
-#include <cstdio>
-#include <exception>
 #include <memory>
 #include <optional>
 #include <span>
 #include <string>
 #include <string_view>
-#include <system_error>
 #include <utility>
 #include <variant>
 #include <vector>
 
 #include <asio/buffer.hpp>
-#include <asio/co_spawn.hpp>
 #include <asio/experimental/as_tuple.hpp>
-#include <asio/io_context.hpp>
 #include <asio/ip/address.hpp>
-#include <asio/signal_set.hpp>
 #include <asio/use_awaitable.hpp>
 #include <asio/write.hpp>
 #include <fmt/format.h>
@@ -150,49 +140,36 @@ struct config {
 
 /// The configuration, or why the arguments are wrong.
 std::variant<config, std::string> parse_args(std::span<char* const> args) {
-    static constexpr std::string_view valued[] = {
-        "--secret", "--answer", "--host", "--port-a", "--port-b", "--timeout", "--auth-timeout"};
     config cfg;
-    bool secret_given = false;
-    for (std::size_t i = 0; i < args.size(); ++i) {
-        std::string_view name = args[i];
-        if (name == "--help") {
-            cfg.help = true;
-            return cfg;
-        }
-        if (std::find(std::begin(valued), std::end(valued), name) == std::end(valued))
-            return fmt::format("unknown argument '{}'", name);
-        if (i + 1 == args.size()) return fmt::format("{} needs a value", name);
-        std::string_view value = args[++i];
-        if (name == "--secret") {
-            if (value.empty() || value.find_first_of("\r\n") != std::string_view::npos)
-                return "--secret needs a non-empty secret on one line";
-            cfg.secret = value;
-            secret_given = true;
-        } else if (name == "--answer") {
-            auto nonce = challenge::nonce_of(value);
-            if (nonce.empty()) return "--answer needs the nonce the relay sent";
-            cfg.answer_for = std::string(nonce);
-        } else if (name == "--host") {
-            std::error_code ec;
-            cfg.host = asio::ip::make_address(value, ec);
-            if (ec) return fmt::format("--host needs an IP address (got '{}')", value);
-        } else if (name == "--timeout" || name == "--auth-timeout") {
-            auto seconds = example::parse_seconds(value);
-            if (!seconds) return fmt::format("{} needs seconds (got '{}')", name, value);
-            if (name == "--auth-timeout") {
+    auto why = example::read_options(
+        args, cfg.help, {},
+        {"--secret", "--answer", "--host", "--port-a", "--port-b", "--timeout", "--auth-timeout"},
+        [&](std::string_view name, std::string_view value) -> example::problem {
+            if (name == "--secret") {
+                if (value.empty() || value.find_first_of("\r\n") != std::string_view::npos)
+                    return "--secret needs a non-empty secret on one line";
+                cfg.secret = value;
+            } else if (name == "--answer") {
+                auto nonce = challenge::nonce_of(value);
+                if (nonce.empty()) return "--answer needs the nonce the relay sent";
+                cfg.answer_for = std::string(nonce);
+            } else if (name == "--auth-timeout") {
+                auto seconds = example::parse_seconds(value);
+                if (!seconds) return fmt::format("--auth-timeout needs seconds (got '{}')", value);
                 if (seconds->count() == 0) return "--auth-timeout must be more than 0";
                 cfg.auth_timeout = *seconds;
+            } else if (name == "--host") {
+                return example::read_host(value, cfg.host);
+            } else if (name == "--timeout") {
+                return example::read_grace(value, cfg.timeout);
             } else {
-                cfg.timeout = seconds->count() == 0 ? sc::no_timeout : *seconds;
+                return example::read_port(name, value,
+                                          name == "--port-a" ? cfg.port_a : cfg.port_b);
             }
-        } else {
-            auto port = sc::parse_port(value);
-            if (!port) return fmt::format("{} needs a port, 0 to 65535 (got '{}')", name, value);
-            (name == "--port-a" ? cfg.port_a : cfg.port_b) = *port;
-        }
-    }
-    if (!secret_given) return "missing --secret";
+            return std::nullopt;
+        });
+    if (why) return *why;
+    if (!cfg.help && cfg.secret.empty()) return "missing --secret"; // a given one is not empty
     return cfg;
 }
 
@@ -209,37 +186,19 @@ asio::awaitable<void> relay(config cfg, std::shared_ptr<sc::connector>& connecto
         .auth_timeout = cfg.auth_timeout,
     };
     connector = co_await sc::server_to_server(ex, std::move(o));
-    example::print_line(
-        fmt::format("A listening on {}\n", sc::to_string(connector->side_a_endpoint())));
-    example::print_line(
-        fmt::format("B listening on {}\n", sc::to_string(connector->side_b_endpoint())));
+    example::print_listening('A', connector->side_a_endpoint());
+    example::print_listening('B', connector->side_b_endpoint());
     co_await connector->wait_closed();
 }
 
 } // namespace
 
 int main(int argc, char** argv) {
-    try {
-        std::signal(SIGPIPE, SIG_IGN); // a peer that goes away is an error code, not a kill
-        std::span<char* const> args(argv, static_cast<std::size_t>(argc));
-        auto parsed = parse_args(args.empty() ? args : args.subspan(1));
-        if (auto* why = std::get_if<std::string>(&parsed)) {
-            fmt::print(stderr, "auth_relay: {}\n\n{}", *why, usage);
-            return 2;
-        }
-        auto& cfg = std::get<config>(parsed);
-        if (cfg.help) {
-            fmt::print("{}", usage);
-            return 0;
-        }
-        if (cfg.answer_for) {
+    return example::main_of("auth_relay", usage, argc, argv, parse_args, [](const config& cfg) {
+        if (cfg.answer_for) { // the client's side: print the answer, no relay
             example::print_line(challenge::answer(cfg.secret, *cfg.answer_for) + "\n");
             return 0;
         }
-
-        return example::run_relay("auth_relay", cfg, relay);
-    } catch (const std::exception& e) {
-        fmt::print(stderr, "auth_relay: {}\n", e.what());
-        return 1;
-    }
+        return example::run_relay(cfg, relay);
+    });
 }

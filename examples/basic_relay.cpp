@@ -17,25 +17,15 @@
 // Exit status: 0 when the connector closes (grace period over, SIGINT, SIGTERM), 1 on a runtime
 // error (address in use), 2 on bad arguments.
 
-#include <charconv>
 #include <chrono>
-#include <csignal>
-#include <cstdint>
-#include <cstdio>
-#include <exception>
 #include <memory>
-#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
-#include <system_error>
 #include <utility>
 #include <variant>
 
-#include <asio/co_spawn.hpp>
-#include <asio/io_context.hpp>
 #include <asio/ip/address.hpp>
-#include <asio/signal_set.hpp>
 #include <fmt/format.h>
 
 #include <socket_connector/socket_connector.hpp>
@@ -74,34 +64,18 @@ struct config {
 /// The configuration, or why the arguments are wrong.
 std::variant<config, std::string> parse_args(std::span<char* const> args) {
     config cfg;
-    for (std::size_t i = 0; i < args.size(); ++i) {
-        std::string_view name = args[i];
-        if (name == "--help") {
-            cfg.help = true;
-            return cfg;
-        }
-        if (name == "--log-traffic") {
-            cfg.log_traffic = true;
-            continue;
-        }
-        if (name != "--host" && name != "--port-a" && name != "--port-b" && name != "--timeout")
-            return fmt::format("unknown argument '{}'", name);
-        if (i + 1 == args.size()) return fmt::format("{} needs a value", name);
-        std::string_view value = args[++i];
-        if (name == "--host") {
-            std::error_code ec;
-            cfg.host = asio::ip::make_address(value, ec);
-            if (ec) return fmt::format("--host needs an IP address (got '{}')", value);
-        } else if (name == "--timeout") {
-            auto timeout = example::parse_grace(value);
-            if (!timeout) return fmt::format("--timeout needs seconds (got '{}')", value);
-            cfg.timeout = *timeout;
-        } else {
-            auto port = sc::parse_port(value);
-            if (!port) return fmt::format("{} needs a port, 0 to 65535 (got '{}')", name, value);
-            (name == "--port-a" ? cfg.port_a : cfg.port_b) = *port;
-        }
-    }
+    auto why = example::read_options(
+        args, cfg.help, {"--log-traffic"}, {"--host", "--port-a", "--port-b", "--timeout"},
+        [&](std::string_view name, std::string_view value) -> example::problem {
+            if (name == "--log-traffic") {
+                cfg.log_traffic = true;
+                return std::nullopt;
+            }
+            if (name == "--host") return example::read_host(value, cfg.host);
+            if (name == "--timeout") return example::read_grace(value, cfg.timeout);
+            return example::read_port(name, value, name == "--port-a" ? cfg.port_a : cfg.port_b);
+        });
+    if (why) return *why;
     return cfg;
 }
 
@@ -118,33 +92,14 @@ asio::awaitable<void> relay(config cfg, std::shared_ptr<sc::connector>& connecto
         .timeout = cfg.timeout,
     };
     connector = co_await sc::server_to_server(ex, std::move(o));
-    example::print_line(
-        fmt::format("A listening on {}\n", sc::to_string(connector->side_a_endpoint())));
-    example::print_line(
-        fmt::format("B listening on {}\n", sc::to_string(connector->side_b_endpoint())));
+    example::print_listening('A', connector->side_a_endpoint());
+    example::print_listening('B', connector->side_b_endpoint());
     co_await connector->wait_closed(); // Dart's `await connector.done`
 }
 
 } // namespace
 
 int main(int argc, char** argv) {
-    try {
-        std::signal(SIGPIPE, SIG_IGN); // a peer that goes away is an error code, not a kill
-        std::span<char* const> args(argv, static_cast<std::size_t>(argc));
-        auto parsed = parse_args(args.empty() ? args : args.subspan(1));
-        if (auto* why = std::get_if<std::string>(&parsed)) {
-            fmt::print(stderr, "basic_relay: {}\n\n{}", *why, usage);
-            return 2;
-        }
-        auto& cfg = std::get<config>(parsed);
-        if (cfg.help) {
-            fmt::print("{}", usage);
-            return 0;
-        }
-
-        return example::run_relay("basic_relay", cfg, relay);
-    } catch (const std::exception& e) {
-        fmt::print(stderr, "basic_relay: {}\n", e.what());
-        return 1;
-    }
+    return example::main_of("basic_relay", usage, argc, argv, parse_args,
+                            [](const config& cfg) { return example::run_relay(cfg, relay); });
 }

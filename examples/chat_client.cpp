@@ -16,7 +16,6 @@
 
 #include <cerrno>
 #include <chrono>
-#include <csignal>
 #include <cstdint>
 #include <cstdio>
 #include <deque>
@@ -50,6 +49,8 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include "example_support.hpp"
 
 namespace sc = socket_connector;
 using tcp = asio::ip::tcp;
@@ -100,11 +101,6 @@ std::variant<config, std::string> parse_args(std::span<char* const> args) {
         }
     }
     return cfg;
-}
-
-void print_stdout(std::string_view text) {
-    std::fwrite(text.data(), 1, text.size(), stdout);
-    std::fflush(stdout);
 }
 
 class stdin_source;
@@ -241,7 +237,7 @@ asio::awaitable<bool> receive(tcp::socket& socket) {
     std::string buffer(16 * 1024, '\0');
     for (;;) {
         auto [ec, n] = co_await socket.async_read_some(asio::buffer(buffer), use_tuple);
-        print_stdout(std::string_view(buffer.data(), n));
+        example::print_line(std::string_view(buffer.data(), n));
         if (ec == asio::error::eof) co_return true;
         if (ec) {
             std::fprintf(stderr, "chat_client: connection lost: %s\n", ec.message().c_str());
@@ -294,6 +290,9 @@ asio::awaitable<int> chat(config cfg, stdin_source& input) {
 }
 
 int run(const config& cfg) {
+    // A closed stdin reads as empty. (Left closed, descriptor 0 would go to the io_context's
+    // own eventfd, and reading it would steal its wake-ups.)
+    if (::fcntl(0, F_GETFD) == -1 && errno == EBADF) ::open("/dev/null", O_RDONLY);
     asio::io_context io(1);
     auto input = std::make_unique<stdin_source>(io); // held by pointer: a thread may use it
     int status = 1;
@@ -315,28 +314,5 @@ int run(const config& cfg) {
 } // namespace
 
 int main(int argc, char** argv) {
-    try {
-        std::signal(SIGPIPE, SIG_IGN);
-        // A closed stdin reads as empty. (Left closed, descriptor 0 would go to the io_context's
-        // own eventfd, and reading it would steal its wake-ups.)
-        if (::fcntl(0, F_GETFD) == -1 && errno == EBADF) ::open("/dev/null", O_RDONLY);
-        std::span<char* const> args(argv, static_cast<std::size_t>(argc));
-        auto parsed = parse_args(args.empty() ? args : args.subspan(1));
-        if (auto* why = std::get_if<std::string>(&parsed)) {
-            std::fprintf(stderr, "chat_client: %s\n\n%.*s", why->c_str(),
-                         static_cast<int>(usage_text.size()), usage_text.data());
-            return 2;
-        }
-        auto& cfg = std::get<config>(parsed);
-        if (cfg.help) {
-            print_stdout(usage_text);
-            return 0;
-        }
-        return run(cfg);
-    } catch (const std::exception& e) {
-        std::fprintf(stderr, "chat_client: %s\n", e.what());
-    } catch (...) {
-        std::fprintf(stderr, "chat_client: unknown error\n");
-    }
-    return 1;
+    return example::main_of("chat_client", usage_text, argc, argv, parse_args, run);
 }

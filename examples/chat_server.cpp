@@ -43,6 +43,7 @@
 #include <socket_connector/socket_connector.hpp>
 
 #include "chat_protocol.hpp"
+#include "example_support.hpp"
 
 namespace sc = socket_connector;
 using tcp = asio::ip::tcp;
@@ -88,23 +89,6 @@ struct config {
     std::uint16_t port = 4567;
 };
 
-/// An argument as it can be shown in a message: quoted, non-printable bytes as \xNN, cut short.
-std::string quoted(std::string_view text) {
-    std::string out = "\"";
-    for (std::size_t i = 0; i < text.size(); ++i) {
-        if (i == 60) {
-            out += "...";
-            break;
-        }
-        auto c = static_cast<unsigned char>(text[i]);
-        if (c < 0x20 || c >= 0x7f || c == '"' || c == '\\')
-            out += fmt::format("\\x{:02x}", c);
-        else
-            out += static_cast<char>(c);
-    }
-    return out + "\"";
-}
-
 /// The configuration, or why the arguments are wrong.
 std::variant<config, std::string> parse_args(std::span<char* const> args) {
     config cfg;
@@ -120,7 +104,7 @@ std::variant<config, std::string> parse_args(std::span<char* const> args) {
             return cfg;
         }
         if (name != "--bind" && name != "--port")
-            return fmt::format("unknown argument {}", quoted(arg));
+            return fmt::format("unknown argument {}", example::quoted(arg));
         bool& seen = name == "--bind" ? bind_seen : port_seen;
         if (seen) return fmt::format("{} is given more than once", name);
         seen = true;
@@ -132,20 +116,16 @@ std::variant<config, std::string> parse_args(std::span<char* const> args) {
             std::error_code ec;
             cfg.bind = asio::ip::make_address(std::string(*value), ec);
             if (ec || value->empty())
-                return fmt::format("--bind needs an IPv4 or IPv6 address (got {})", quoted(*value));
+                return fmt::format("--bind needs an IPv4 or IPv6 address (got {})",
+                                   example::quoted(*value));
         } else {
             std::string why;
             auto port = sc::parse_port(*value, &why);
-            if (!port) return fmt::format("--port {}: {}", quoted(*value), why);
+            if (!port) return fmt::format("--port {}: {}", example::quoted(*value), why);
             cfg.port = *port;
         }
     }
     return cfg;
-}
-
-void print_stdout(std::string_view text) {
-    std::fwrite(text.data(), 1, text.size(), stdout);
-    std::fflush(stdout);
 }
 
 /// A name or other client input as it can be quoted back in a message line.
@@ -507,7 +487,7 @@ int serve(const config& cfg) {
         std::fprintf(stderr, "chat_server: %s\n", why.c_str());
         return 1;
     }
-    print_stdout(
+    example::print_line(
         fmt::format("chat server listening on {}\n", sc::to_string(acceptor->local_endpoint())));
     // Held by pointer: its handlers keep its address.
     auto server = std::make_unique<chat_server>(io, std::move(*acceptor), sc::stderr_logger());
@@ -519,25 +499,5 @@ int serve(const config& cfg) {
 } // namespace
 
 int main(int argc, char** argv) {
-    try {
-        std::signal(SIGPIPE, SIG_IGN); // a client that goes away is an error code, not a kill
-        std::span<char* const> args(argv, static_cast<std::size_t>(argc));
-        auto parsed = parse_args(args.empty() ? args : args.subspan(1));
-        if (auto* why = std::get_if<std::string>(&parsed)) {
-            std::fprintf(stderr, "chat_server: %s\n\n%.*s", why->c_str(),
-                         static_cast<int>(usage_text.size()), usage_text.data());
-            return 2;
-        }
-        auto& cfg = std::get<config>(parsed);
-        if (cfg.help) {
-            print_stdout(usage_text);
-            return 0;
-        }
-        return serve(cfg);
-    } catch (const std::exception& e) {
-        std::fprintf(stderr, "chat_server: %s\n", e.what());
-    } catch (...) {
-        std::fprintf(stderr, "chat_server: unknown error\n");
-    }
-    return 1;
+    return example::main_of("chat_server", usage_text, argc, argv, parse_args, serve);
 }

@@ -22,6 +22,8 @@
 #include <socket_connector/address.hpp>
 #include <socket_connector/socket_connector.hpp>
 
+#include "example_support.hpp"
+
 namespace cli {
 
 namespace sc = socket_connector;
@@ -139,22 +141,8 @@ inline std::optional<sc::connector_mode> parse_mode(std::string_view text) {
     return std::nullopt;
 }
 
-/// An argument as it can be shown in a message: quoted, non-printable bytes as \xNN, cut short.
-inline std::string quoted(std::string_view text) {
-    std::string out = "\"";
-    for (std::size_t i = 0; i < text.size(); ++i) {
-        if (i == 60) {
-            out += "...";
-            break;
-        }
-        auto c = static_cast<unsigned char>(text[i]);
-        if (c < 0x20 || c >= 0x7f || c == '"' || c == '\\')
-            out += fmt::format("\\x{:02x}", c);
-        else
-            out += static_cast<char>(c);
-    }
-    return out + "\"";
-}
+/// Arguments in messages are quoted as the other examples quote them (example_support.hpp).
+using example::quoted;
 
 inline bool all_digits(std::string_view text) {
     return !text.empty() &&

@@ -24,13 +24,11 @@
 #include <memory>
 #include <mutex>
 #include <set>
-#include <span>
 #include <string>
 #include <string_view>
 #include <system_error>
 #include <thread>
 #include <utility>
-#include <variant>
 #include <vector>
 
 #include <asio/co_spawn.hpp>
@@ -45,6 +43,7 @@
 #include <socket_connector/socket_connector.hpp>
 
 #include "cli_args.hpp"
+#include "example_support.hpp"
 
 namespace sc = socket_connector;
 
@@ -55,11 +54,6 @@ using cli::is_server;
 using cli::make_options;
 using cli::parse_args;
 using cli::usage_text;
-
-void print_stdout(std::string_view text) {
-    std::fwrite(text.data(), 1, text.size(), stdout);
-    std::fflush(stdout);
-}
 
 /// The counters of several connectors added up (their remote addresses merged, each once).
 sc::stats sum_of(const std::vector<std::shared_ptr<sc::connector>>& connectors) {
@@ -152,15 +146,11 @@ private:
             if (signalled_) c->drain(cfg_.drain_timeout); // the signal came while starting up
         }
         auto& first = *connectors_.front();
-        if (is_server(cfg_.mode, 'A'))
-            print_stdout(
-                fmt::format("A listening on {}\n", sc::to_string(first.side_a_endpoint())));
-        if (is_server(cfg_.mode, 'B'))
-            print_stdout(
-                fmt::format("B listening on {}\n", sc::to_string(first.side_b_endpoint())));
+        if (is_server(cfg_.mode, 'A')) example::print_listening('A', first.side_a_endpoint());
+        if (is_server(cfg_.mode, 'B')) example::print_listening('B', first.side_b_endpoint());
         for (auto& c : connectors_)
             co_await c->wait_closed();
-        if (cfg_.stats) print_stdout(sum_of(connectors_).to_json() + "\n");
+        if (cfg_.stats) example::print_line(sum_of(connectors_).to_json() + "\n");
         signals_.cancel(); // nothing else keeps the first loop running
     }
 
@@ -285,25 +275,5 @@ int serve(config cfg) {
 } // namespace
 
 int main(int argc, char** argv) {
-    try {
-        std::signal(SIGPIPE, SIG_IGN); // a peer that goes away is an error code, not a kill
-        std::span<char* const> args(argv, static_cast<std::size_t>(argc));
-        auto parsed = parse_args(args.empty() ? args : args.subspan(1));
-        if (auto* why = std::get_if<std::string>(&parsed)) {
-            std::fprintf(stderr, "socket-connector: %s\n\n%.*s", why->c_str(),
-                         static_cast<int>(usage_text.size()), usage_text.data());
-            return 2;
-        }
-        auto& cfg = std::get<config>(parsed);
-        if (cfg.help) {
-            print_stdout(usage_text);
-            return 0;
-        }
-        return serve(std::move(cfg));
-    } catch (const std::exception& e) {
-        std::fprintf(stderr, "socket-connector: %s\n", e.what());
-    } catch (...) {
-        std::fprintf(stderr, "socket-connector: unknown error\n");
-    }
-    return 1;
+    return example::main_of("socket-connector", usage_text, argc, argv, parse_args, serve);
 }

@@ -28,13 +28,9 @@
 
 #include <algorithm>
 #include <array>
-#include <charconv>
 #include <chrono>
-#include <csignal>
 #include <cstddef>
-#include <cstdint>
 #include <cstdio>
-#include <exception>
 #include <memory>
 #include <optional>
 #include <span>
@@ -49,10 +45,8 @@
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
 #include <asio/experimental/as_tuple.hpp>
-#include <asio/io_context.hpp>
 #include <asio/ip/address.hpp>
 #include <asio/ip/tcp.hpp>
-#include <asio/signal_set.hpp>
 #include <asio/use_awaitable.hpp>
 #include <asio/write.hpp>
 #include <fmt/format.h>
@@ -216,48 +210,34 @@ struct config {
 
 /// The configuration, or why the arguments are wrong.
 std::variant<config, std::string> parse_args(std::span<char* const> args) {
-    static constexpr std::string_view valued[] = {"--host",      "--port-a", "--b",
-                                                  "--echo-port", "--key",    "--timeout"};
     config cfg;
     bool b_given = false;
-    for (std::size_t i = 0; i < args.size(); ++i) {
-        std::string_view name = args[i];
-        if (name == "--help") {
-            cfg.help = true;
-            return cfg;
-        }
-        if (std::find(std::begin(valued), std::end(valued), name) == std::end(valued))
-            return fmt::format("unknown argument '{}'", name);
-        if (i + 1 == args.size()) return fmt::format("{} needs a value", name);
-        std::string_view value = args[++i];
-        if (name == "--host") {
-            std::error_code ec;
-            cfg.host = asio::ip::make_address(value, ec);
-            if (ec) return fmt::format("--host needs an IP address (got '{}')", value);
-        } else if (name == "--b") {
-            std::string why;
-            auto address = sc::parse_address(value, &why);
-            auto side = address ? sc::socket_side_options(*address, &why) : std::nullopt;
-            if (!side) return fmt::format("--b '{}': {}", value, why);
-            cfg.b = std::move(*side);
-            b_given = true;
-        } else if (name == "--key") {
-            if (value.empty()) return "--key needs at least one byte";
-            cfg.key = value;
-        } else if (name == "--timeout") {
-            auto timeout = example::parse_grace(value);
-            if (!timeout) return fmt::format("--timeout needs seconds (got '{}')", value);
-            cfg.timeout = *timeout;
-        } else {
-            auto port = sc::parse_port(value);
-            if (!port) return fmt::format("{} needs a port, 0 to 65535 (got '{}')", name, value);
-            if (name == "--port-a")
-                cfg.port_a = *port;
-            else
-                cfg.echo_port = *port;
-        }
-    }
-    if (b_given && cfg.echo_port) return "give --b or --echo-port, not both";
+    auto why = example::read_options(
+        args, cfg.help, {}, {"--host", "--port-a", "--b", "--echo-port", "--key", "--timeout"},
+        [&](std::string_view name, std::string_view value) -> example::problem {
+            if (name == "--b") {
+                std::string reason;
+                auto address = sc::parse_address(value, &reason);
+                auto side = address ? sc::socket_side_options(*address, &reason) : std::nullopt;
+                if (!side) return fmt::format("--b '{}': {}", value, reason);
+                cfg.b = std::move(*side);
+                b_given = true;
+            } else if (name == "--key") {
+                if (value.empty()) return "--key needs at least one byte";
+                cfg.key = value;
+            } else if (name == "--host") {
+                return example::read_host(value, cfg.host);
+            } else if (name == "--timeout") {
+                return example::read_grace(value, cfg.timeout);
+            } else if (name == "--port-a") {
+                return example::read_port(name, value, cfg.port_a);
+            } else {
+                return example::read_port(name, value, cfg.echo_port.emplace()); // --echo-port
+            }
+            return std::nullopt;
+        });
+    if (why) return *why;
+    if (!cfg.help && b_given && cfg.echo_port) return "give --b or --echo-port, not both";
     return cfg;
 }
 
@@ -287,8 +267,7 @@ asio::awaitable<void> relay(config cfg, std::shared_ptr<sc::connector>& connecto
         .multi = true, // one B connection per client of A
     };
     connector = co_await sc::server_to_socket(ex, std::move(o));
-    example::print_line(
-        fmt::format("A listening on {}\n", sc::to_string(connector->side_a_endpoint())));
+    example::print_listening('A', connector->side_a_endpoint());
     co_await connector->wait_closed();
     if (echo) echo->close();
 }
@@ -296,23 +275,6 @@ asio::awaitable<void> relay(config cfg, std::shared_ptr<sc::connector>& connecto
 } // namespace
 
 int main(int argc, char** argv) {
-    try {
-        std::signal(SIGPIPE, SIG_IGN); // a peer that goes away is an error code, not a kill
-        std::span<char* const> args(argv, static_cast<std::size_t>(argc));
-        auto parsed = parse_args(args.empty() ? args : args.subspan(1));
-        if (auto* why = std::get_if<std::string>(&parsed)) {
-            fmt::print(stderr, "transform_relay: {}\n\n{}", *why, usage);
-            return 2;
-        }
-        auto& cfg = std::get<config>(parsed);
-        if (cfg.help) {
-            fmt::print("{}", usage);
-            return 0;
-        }
-
-        return example::run_relay("transform_relay", cfg, relay);
-    } catch (const std::exception& e) {
-        fmt::print(stderr, "transform_relay: {}\n", e.what());
-        return 1;
-    }
+    return example::main_of("transform_relay", usage, argc, argv, parse_args,
+                            [](const config& cfg) { return example::run_relay(cfg, relay); });
 }
