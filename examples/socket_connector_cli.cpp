@@ -18,6 +18,15 @@
 // normally (grace period over, its only pair done, SIGINT or SIGTERM), 1 on a runtime error
 // (address in use, connection refused, unknown host), 2 on bad arguments.
 
+// The command turns on the library's receive hint (see socket_connector/detail/receive_hint.hpp):
+// this is the program's one translation unit that defines the macro, before any of the library's
+// headers. Its single-thread loops then skip a receive they know would find nothing. Build with
+// -DSOCKET_CONNECTOR_NO_RECEIVE_HINT for the library's default, without it.
+#if !defined(SOCKET_CONNECTOR_NO_RECEIVE_HINT)
+#define SOCKET_CONNECTOR_ENABLE_RECEIVE_HINT
+#endif
+
+#include <atomic>
 #include <csignal>
 #include <cstdio>
 #include <exception>
@@ -33,6 +42,7 @@
 
 #include <asio/co_spawn.hpp>
 #include <asio/executor_work_guard.hpp>
+#include <asio/experimental/as_tuple.hpp>
 #include <asio/io_context.hpp>
 #include <asio/multiple_exceptions.hpp>
 #include <asio/signal_set.hpp>
@@ -120,20 +130,31 @@ private:
         sc::options o = make_options(cfg_);
         const bool sharded = loops_.size() > 1;
         // Each loop is run by one thread (sharded, or a single thread in all): no strands.
-        o.one_thread = sharded || cfg_.threads == 1;
+        o.io_run_by_one_thread = sharded || cfg_.threads == 1;
         if (sharded) {
             o.a.reuse_port = true;
             o.limit_group = std::make_shared<sc::shared_limits>();
         }
         for (std::size_t i = 0; i < loops_.size(); ++i) {
             sc::options mine = o;
+            auto base = o.logger ? o.logger : sc::stderr_logger();
             if (sharded) {
                 // Log lines say which loop: each counts its connections from 1.
-                auto base = o.logger ? o.logger : sc::stderr_logger();
-                mine.logger = [base, i](sc::log_level level, std::string_view line) {
+                base = [base, i](sc::log_level level, std::string_view line) {
                     base(level, fmt::format("loop {}: {}", i + 1, line));
                 };
             }
+            // While the connectors start, an error line (the library's "start-up failed: bind A
+            // to ...: reason") is kept rather than printed: a failure is reported once, as the
+            // command's last line, with its context.
+            mine.logger = [this, base](sc::log_level level, std::string_view line) {
+                if (level == sc::log_level::error && starting_) {
+                    std::lock_guard lock(mutex_);
+                    startup_error_ = line;
+                    return;
+                }
+                base(level, line);
+            };
             if (i > 0) {
                 // The others listen where the first one did (its port, when 0 was asked).
                 mine.a.host.clear();
@@ -141,10 +162,24 @@ private:
                 mine.a.endpoint = connectors_.front()->side_a_endpoint();
             }
             asio::any_io_executor ex = loops_[i]->get_executor();
-            auto c = co_await sc::connector::create(cfg_.mode, ex, std::move(mine));
+            auto [ec, c] = co_await sc::create(cfg_.mode, ex, std::move(mine),
+                                               asio::experimental::as_tuple(asio::use_awaitable));
+            if (ec) {
+                std::string why;
+                {
+                    std::lock_guard lock(mutex_);
+                    why = startup_error_.empty() ? ec.message() : startup_error_;
+                }
+                fail(why);
+                for (auto& started : connectors_)
+                    started->close();
+                signals_.cancel();
+                co_return;
+            }
             connectors_.push_back(c);
             if (signalled_) c->drain(cfg_.drain_timeout); // the signal came while starting up
         }
+        starting_ = false;
         auto& first = *connectors_.front();
         if (is_server(cfg_.mode, 'A')) example::print_listening('A', first.side_a_endpoint());
         if (is_server(cfg_.mode, 'B')) example::print_listening('B', first.side_b_endpoint());
@@ -208,6 +243,8 @@ private:
     bool signalled_ = false;
     mutable std::mutex mutex_;
     std::string error_;
+    std::string startup_error_;        // the last error line logged while starting (under mutex_)
+    std::atomic<bool> starting_{true}; // the connectors are being made
 };
 
 /// Whether `cfg` is served by one connector per thread (see `relay`).

@@ -47,7 +47,7 @@ asio::awaitable<void> unix_sockets_relay(std::string path_a, std::string path_b)
     local_connector::options_type o;
     o.a.endpoint = local::endpoint(path_a);
     o.b.endpoint = local::endpoint(path_b);
-    auto c = co_await local_connector::server_to_server(ex, std::move(o));
+    auto c = co_await sc::server_to_server<local>(ex, std::move(o));
     CHECK(c->side_a_port() == 0);
     CHECK(c->side_a_endpoint().path() == path_a);
     local::socket a(ex);

@@ -97,7 +97,7 @@ asio::awaitable<std::unique_ptr<rig>> make_rig(mode kind, bool zero_copy) {
         cm = sc::connector_mode::socket_to_socket;
         break;
     }
-    r->connector = co_await sc::connector::create(cm, ex, std::move(o));
+    r->connector = co_await sc::create(cm, ex, std::move(o));
     co_return r;
 }
 

@@ -10,6 +10,8 @@
 
 #include <asio/detached.hpp>
 
+#include <asio/redirect_error.hpp>
+
 #include "support/net.hpp"
 
 using namespace test_support;
@@ -128,8 +130,8 @@ asio::awaitable<void> a_second_listener_without_reuse_port_is_refused() {
     second.a.endpoint = c1->side_a_endpoint();
     second.a.reuse_port = false; // every listener of the address must ask for it
     std::error_code ec;
-    auto c2 = co_await sc::connector::create(sc::connector_mode::server_to_socket, ex,
-                                             std::move(second), ec);
+    auto c2 = co_await sc::create(sc::connector_mode::server_to_socket, ex, std::move(second),
+                                  asio::redirect_error(asio::use_awaitable, ec));
     CHECK(!c2);
     CHECK(ec == asio::error::address_in_use);
     c1->close();

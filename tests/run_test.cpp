@@ -1,6 +1,6 @@
 // `run_yielding`: runs an io_context as run() does (every handler, stop, running out of work,
 // exceptions), yielding its CPU before it waits, with and without its adaptive spin; the spin's
-// budget grows and shrinks as documented; a one_thread proxy relays on it byte for byte.
+// budget grows and shrinks as documented; a io_run_by_one_thread proxy relays on it byte for byte.
 #include <socket_connector/run.hpp>
 
 #include <chrono>
@@ -48,14 +48,14 @@ void post_chain(asio::io_context& io, int left, int& ran) {
     });
 }
 
-/// Clients of all sizes through a one_thread proxy whose loop runs on run_yielding.
+/// Clients of all sizes through a io_run_by_one_thread proxy whose loop runs on run_yielding.
 asio::awaitable<void> a_proxy_on_a_yielding_loop_relays_every_byte(asio::any_io_executor loop) {
     auto ex = co_await asio::this_coro::executor;
     const std::vector<std::size_t> sizes = {1, 127, 128, 129, 5000, 65536, 1 << 20, 300001};
     const std::size_t clients = sizes.size() * 3;
     auto target = loopback_acceptor(ex);
     sc::options o = proxy_options(target);
-    o.one_thread = true;
+    o.io_run_by_one_thread = true;
     o.timeout = sc::no_timeout;
     auto c = co_await sc::server_to_socket(loop, std::move(o));
     asio::co_spawn(ex, echo_each(target, clients), asio::detached);
@@ -229,7 +229,7 @@ TEST_CASE("an exception from a handler leaves run_yielding, and calling it again
     CHECK(handlers == 1);
 }
 
-TEST_CASE("a one_thread proxy whose loop runs on run_yielding relays every client byte for byte",
+TEST_CASE("a io_run_by_one_thread proxy whose loop runs on run_yielding relays every client byte for byte",
           "[run]") {
     asio::io_context io;
     const std::chrono::microseconds spin(GENERATE(0L, 50L));

@@ -23,7 +23,8 @@ using namespace asio::experimental::awaitable_operators;
 
 namespace {
 
-/// The same, connecting the two clients first.
+/// `streaming_clients` (both clients send and read until the relay closes them), connecting
+/// the two clients first.
 asio::awaitable<void> endless_clients(unsigned short port_a, unsigned short port_b,
                                       endless_pair& r) {
     try {

@@ -200,7 +200,7 @@ asio::awaitable<void> single_pair_connector(asio::any_io_executor pool, sc::conn
         case sc::connector_mode::server_to_server:
             throw std::logic_error("not a single-pair mode");
         }
-        auto c = co_await sc::connector::create(mode, pool, std::move(o));
+        auto c = co_await sc::create(mode, pool, std::move(o));
         auto out = tagged(seed, size);
         if (mode == sc::connector_mode::server_to_socket) {
             auto a = co_await connect_to(c->side_a_port());

@@ -214,20 +214,20 @@ std::string to_string(const asio::ip::basic_endpoint<InternetProtocol>& endpoint
 /// address; a name is resolved when the connector starts, and its first address is bound. Port
 /// 0 lets the system choose (see `basic_connector::side_a_endpoint`).
 inline side_options server_side_options(const address& a) {
-    side_options side;
+    side_options so;
     if (a.host.empty()) {
-        side.endpoint = asio::ip::tcp::endpoint(asio::ip::address_v4::any(), a.port);
-        return side;
+        so.endpoint = asio::ip::tcp::endpoint(asio::ip::address_v4::any(), a.port);
+        return so;
     }
     std::error_code ec;
     auto ip = asio::ip::make_address(a.host, ec);
     if (!ec) {
-        side.endpoint = asio::ip::tcp::endpoint(ip, a.port);
+        so.endpoint = asio::ip::tcp::endpoint(ip, a.port);
     } else {
-        side.host = a.host;
-        side.port = std::to_string(a.port);
+        so.host = a.host;
+        so.port = std::to_string(a.port);
     }
-    return side;
+    return so;
 }
 
 /// The options of a socket side that connects to `a`; nothing (with the reason in `*error`)
@@ -245,16 +245,16 @@ inline std::optional<side_options> socket_side_options(const address& a,
         if (error) *error = "port 0 cannot be connected to";
         return std::nullopt;
     }
-    side_options side;
+    side_options so;
     std::error_code ec;
     auto ip = asio::ip::make_address(a.host, ec);
     if (!ec) {
-        side.endpoint = asio::ip::tcp::endpoint(ip, a.port);
+        so.endpoint = asio::ip::tcp::endpoint(ip, a.port);
     } else {
-        side.host = a.host;
-        side.port = std::to_string(a.port);
+        so.host = a.host;
+        so.port = std::to_string(a.port);
     }
-    return side;
+    return so;
 }
 
 } // namespace socket_connector

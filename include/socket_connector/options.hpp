@@ -106,12 +106,13 @@ struct basic_options {
     std::shared_ptr<shared_limits> limit_group{};
     /// A connection that relays no byte either way for this long is closed. `no_timeout`: never.
     std::chrono::milliseconds idle_timeout = no_timeout;
-    /// The executor's io_context is run by one thread only (an event loop per thread, as the
-    /// command's proxy runs): the connector and its connections then run their handlers on the
-    /// executor itself rather than on strands, which saves a lock and a trip through a queue
-    /// for every completion. The public members stay safe to call from any thread (they are
+    /// A promise: no thread but one runs the executor's io_context (an event loop per thread,
+    /// as the command's proxy runs). The connector and its connections then run their handlers
+    /// on the executor itself rather than on strands, which saves a lock and a trip through a
+    /// queue for every completion, and may use the receive hint (detail/receive_hint.hpp) if the
+    /// program turned it on. The public members stay safe to call from any thread (they are
     /// posted to that one thread). Leave it off if more than one thread may run the io_context.
-    bool one_thread = false;
+    bool io_run_by_one_thread = false;
     /// server_to_socket: make one outbound B connection per accepted A (a proxy). Without it,
     /// one B is connected up front, the first A is paired with it and no more A is accepted.
     bool multi = false;

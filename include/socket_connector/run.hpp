@@ -75,9 +75,9 @@ private:
 /// after a few waits. The spin yields at every turn, so a thread that is ready to run on the
 /// same CPU (in the same scheduling group) takes it first. Zero, the default, never spins.
 ///
-/// Meant for an io_context that one thread runs (`options::one_thread`); with several threads it
-/// is correct, but that use has not been measured. The `socket-connector` command runs its
-/// single-thread event loops with it. A thread that yields stays ready to run rather than
+/// Meant for an io_context that one thread runs (`options::io_run_by_one_thread`); with several
+/// threads it is correct, but that use has not been measured. The `socket-connector` command runs
+/// its single-thread event loops with it. A thread that yields stays ready to run rather than
 /// asleep, so an event that arrives for it while another thread has its CPU is taken when the
 /// scheduler comes back to it; a thread woken from sleep by that event might have been let in
 /// sooner. Use `io.run()` where that matters more than the system's throughput.

@@ -1,22 +1,34 @@
 #pragma once
 
 #include <atomic>
-#include <cstddef>
-#include <cstdint>
 #include <string>
 #include <string_view>
-#include <vector>
 
+#include <asio/any_io_executor.hpp>
 #include <asio/basic_stream_socket.hpp>
+#include <asio/ip/tcp.hpp>
 
 #include <socket_connector/concepts.hpp>
 
 namespace socket_connector {
 
+/// Which side of a connector: A or B.
+enum class side_id { a, b };
+
+/// The other side.
+constexpr side_id other(side_id side) noexcept {
+    return side == side_id::a ? side_id::b : side_id::a;
+}
+
+/// "A" or "B", as logs and messages name the sides.
+constexpr std::string_view to_string(side_id side) noexcept {
+    return side == side_id::a ? "A" : "B";
+}
+
 /// Where a side is in its life: authenticating, waiting in its queue, relaying, or gone.
 enum class side_state { authenticating, pending, joined, closed };
 
-inline std::string_view to_string(side_state state) {
+constexpr std::string_view to_string(side_state state) noexcept {
     switch (state) {
     case side_state::authenticating:
         return "authenticating";
@@ -39,13 +51,14 @@ class basic_side {
 public:
     using socket_type = asio::basic_stream_socket<Protocol, Executor>;
 
-    basic_side(char name, socket_type socket, std::string remote)
-        : name_(name)
+    basic_side(side_id id, socket_type socket, std::string remote)
+        : id_(id)
         , socket_(std::move(socket))
         , remote_(std::move(remote)) {}
 
+    side_id id() const noexcept { return id_; }
     /// 'A' or 'B'.
-    char name() const noexcept { return name_; }
+    char name() const noexcept { return id_ == side_id::a ? 'A' : 'B'; }
     /// The peer, as `host:port` (or a Unix socket's path).
     const std::string& remote() const noexcept { return remote_; }
     side_state state() const noexcept { return state_.load(); }
@@ -65,21 +78,22 @@ private:
     template <class P, class E>
     friend class basic_connection;
 
-    char name_;
+    void set_state(side_state state) noexcept { state_ = state; }
+    /// Closes the socket and marks the side closed.
+    void close() noexcept {
+        state_ = side_state::closed;
+        std::error_code ignored;
+        socket_.close(ignored);
+    }
+
+    side_id id_;
     socket_type socket_;
     std::string remote_;
     // Atomic: the connector's strand and the connection's strand both look at it.
     std::atomic<side_state> state_{side_state::authenticating};
-    /// Bytes that arrived before the side was joined (auth leftover first), relayed first.
-    std::vector<char> early_;
-    /// Early bytes that the connector sent to the partner already, while dialing it (counted
-    /// as relayed when the connection starts).
-    std::size_t early_sent_ = 0;
-    /// The peer ended its stream before the side was joined (after sending `early_`).
-    bool early_eof_ = false;
-    /// Its first read would find nothing (it was connected a moment ago, or `early_` holds all
-    /// it had sent), so the connection starts by waiting for it to be readable.
-    bool drained_ = false;
 };
+
+/// A TCP side, the common case.
+using side = basic_side<asio::ip::tcp, asio::any_io_executor>;
 
 } // namespace socket_connector

@@ -17,9 +17,11 @@
 
 namespace socket_connector {
 
+namespace detail {
 /// True for the protocols whose sockets take TCP options (keep-alive, TCP_NODELAY).
 template <class Protocol>
 inline constexpr bool is_tcp = std::is_same_v<Protocol, asio::ip::tcp>;
+} // namespace detail
 
 /// Sets SO_KEEPALIVE and, where the platform has them, the idle time, probe interval and probe
 /// count on a connected TCP socket. Does nothing for other protocols. With keep-alive disabled,
@@ -28,7 +30,7 @@ inline constexpr bool is_tcp = std::is_same_v<Protocol, asio::ip::tcp>;
 template <class Socket>
 void set_keep_alive(Socket& socket, const keep_alive& k, std::error_code& ec, bool fresh = false) {
     ec.clear();
-    if constexpr (is_tcp<typename Socket::protocol_type>) {
+    if constexpr (detail::is_tcp<typename Socket::protocol_type>) {
         if (!k.enabled && fresh) return;
         socket.set_option(asio::socket_base::keep_alive(k.enabled), ec);
         if (ec || !k.enabled) return;
@@ -64,7 +66,7 @@ void set_keep_alive(Socket& socket, const keep_alive& k, std::error_code& ec, bo
 template <class Socket>
 void set_no_delay(Socket& socket, std::error_code& ec) {
     ec.clear();
-    if constexpr (is_tcp<typename Socket::protocol_type>)
+    if constexpr (detail::is_tcp<typename Socket::protocol_type>)
         socket.set_option(asio::ip::tcp::no_delay(true), ec);
 }
 

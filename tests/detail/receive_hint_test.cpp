@@ -1,9 +1,14 @@
-// The receive hint (detail/native_socket.hpp): on an io_context that one thread runs, a relay
+// The receive hint (detail/receive_hint.hpp): on an io_context that one thread runs, a relay
 // direction whose own read of its source would just have blocked queues its next receive
 // without trying it first. The risk is a lost wake-up (a receive that waits for an event that
 // already came), so these tests relay message after message, under backpressure too, and fail by
 // their deadline if a direction stalls; every byte is checked. An end of stream that comes in the
-// same segment as the last bytes is the case a short read cannot see (see native_socket.hpp).
+// same segment as the last bytes is the case a short read cannot see (see receive_hint.hpp).
+//
+// The hint is opt-in: exactly one translation unit of a program turns it on, and in the test
+// program it is this one. So the whole test program runs with it on (on Asio 1.22 with epoll),
+// and the example programs that the tests start run without it.
+#define SOCKET_CONNECTOR_ENABLE_RECEIVE_HINT
 #include <socket_connector/connector.hpp>
 
 #include <cstddef>
@@ -43,13 +48,13 @@ asio::awaitable<void> marked_socket_waits_for_the_next_event() {
     // Bytes sent before the receive is queued, with no turn of the event loop in between:
     // the reactor has not taken their event yet, and it completes the receive.
     asio::write(peer, asio::buffer("second", 6));
-    sc::detail::mark_drained(socket);
-    CHECK(sc::detail::receive_tries_first(socket) == !sc::detail::receive_hint);
+    sc::detail::mark_read_empty(socket);
+    CHECK(sc::detail::receive_tries_first(socket) == !sc::detail::receive_hint_enabled());
     n = co_await socket.async_receive(asio::buffer(buf), asio::use_awaitable);
     CHECK(std::string(buf, n) == "second");
 
     // Bytes sent while the receive waits.
-    sc::detail::mark_drained(socket);
+    sc::detail::mark_read_empty(socket);
     auto [got, sent] =
         co_await (socket.async_receive(asio::buffer(buf), asio::use_awaitable) &&
                   asio::async_write(peer, asio::buffer("third", 5), asio::use_awaitable));
@@ -57,7 +62,7 @@ asio::awaitable<void> marked_socket_waits_for_the_next_event() {
     CHECK(std::string(buf, got) == "third");
 
     // The end of stream is an event like any other.
-    sc::detail::mark_drained(socket);
+    sc::detail::mark_read_empty(socket);
     peer.shutdown(tcp::socket::shutdown_send);
     auto [ec, none] = co_await socket.async_receive(asio::buffer(buf), use_tuple);
     CHECK(ec == asio::error::eof);
@@ -65,13 +70,13 @@ asio::awaitable<void> marked_socket_waits_for_the_next_event() {
 }
 
 /// A client and a server exchange `rounds` messages of 1 to 700 bytes through a proxy, each
-/// answered before the next; afterwards the relay's two sockets are marked (one_thread, where
+/// answered before the next; afterwards the relay's two sockets are marked (io_run_by_one_thread, where
 /// the hint is built) or not (a connector with strands never marks).
-asio::awaitable<void> ping_pong(bool one_thread, int rounds) {
+asio::awaitable<void> ping_pong(bool io_run_by_one_thread, int rounds) {
     auto ex = co_await asio::this_coro::executor;
     tcp::acceptor target(ex, {asio::ip::address_v4::loopback(), 0});
     sc::options o = proxy_options(target);
-    o.one_thread = one_thread;
+    o.io_run_by_one_thread = io_run_by_one_thread;
     std::shared_ptr<sc::connection> pair;
     o.before_joining = [&pair](sc::connection& c) { pair = c.shared_from_this(); };
     auto proxy = co_await sc::server_to_socket(ex, std::move(o));
@@ -98,7 +103,7 @@ asio::awaitable<void> ping_pong(bool one_thread, int rounds) {
     CHECK(intact == rounds);
     REQUIRE(pair);
     // Both directions now wait for their source with a receive queued; no event came since.
-    const bool marked = sc::detail::receive_hint && one_thread;
+    const bool marked = sc::detail::receive_hint_enabled() && io_run_by_one_thread;
     CHECK(sc::detail::receive_tries_first(pair->side_a().socket()) == !marked);
     CHECK(sc::detail::receive_tries_first(pair->side_b().socket()) == !marked);
 
@@ -152,7 +157,7 @@ asio::awaitable<void> backpressure(int pairs) {
     tcp::acceptor target(ex, {asio::ip::address_v4::loopback(), 0});
     target.set_option(asio::socket_base::receive_buffer_size(4096)); // inherited by B
     sc::options o = proxy_options(target);
-    o.one_thread = true;
+    o.io_run_by_one_thread = true;
     o.before_joining = [](sc::connection& c) { // and a small send buffer towards B
         c.side_b().socket().set_option(asio::socket_base::send_buffer_size(4096));
     };
@@ -192,11 +197,11 @@ asio::awaitable<void> send_with_end(tcp::socket& socket, std::span<const char> d
     std::size_t at = 0;
     while (at < data.size())
         at += co_await socket.async_send(asio::buffer(data.data() + at, data.size() - at),
-                                         sc::detail::lane::more_to_come, asio::use_awaitable);
+                                         sc::detail::more_to_come, asio::use_awaitable);
     socket.shutdown(tcp::socket::shutdown_send);
 }
 
-/// Through a one_thread proxy, pair after pair: `exchanges` messages each way first (so that
+/// Through a io_run_by_one_thread proxy, pair after pair: `exchanges` messages each way first (so that
 /// the relay's receives wait, marked or not), then one side's last message arrives with its end
 /// of stream in one segment. A short read of it does not empty the source, since the end of
 /// stream is right behind its bytes and its event has been taken: a relay that marked the
@@ -207,7 +212,7 @@ asio::awaitable<void> end_in_last_segment() {
     auto ex = co_await asio::this_coro::executor;
     tcp::acceptor target(ex, {asio::ip::address_v4::loopback(), 0});
     sc::options o = proxy_options(target);
-    o.one_thread = true;
+    o.io_run_by_one_thread = true;
     auto proxy = co_await sc::server_to_socket(ex, std::move(o));
     const std::size_t sizes[] = {1, 60, 127, 128, 129, 300, 5000, 70000, 200000};
     int pairs = 0;
@@ -273,7 +278,7 @@ asio::awaitable<void> speak_first(std::shared_ptr<tcp::acceptor> listener,
     }
 }
 
-/// Through a one_thread proxy, pair after pair: B speaks first, at once, from another thread,
+/// Through a io_run_by_one_thread proxy, pair after pair: B speaks first, at once, from another thread,
 /// so its bytes and end of stream come while the relay's handler that dialed it is running or
 /// just after. The relay marks a B whose connect completed in that handler without reading it
 /// (epoll has not taken its entry yet, and reports what came when it does): nothing may be
@@ -285,7 +290,7 @@ asio::awaitable<void> b_speaks_first(asio::any_io_executor backend_loop) {
         backend_loop, tcp::endpoint{asio::ip::address_v4::loopback(), 0});
     sc::options o = loopback_options();
     o.multi = true;
-    o.one_thread = true;
+    o.io_run_by_one_thread = true;
     o.b.endpoint = backend->local_endpoint();
     auto proxy = co_await sc::server_to_socket(ex, std::move(o));
     std::vector<std::vector<char>> messages;
@@ -317,7 +322,7 @@ TEST_CASE("a socket marked drained receives the bytes and the end of stream that
     run(io, marked_socket_waits_for_the_next_event(), 20s);
 }
 
-TEST_CASE("a one_thread proxy relays 3,000 small exchanges byte for byte and leaves its "
+TEST_CASE("a io_run_by_one_thread proxy relays 3,000 small exchanges byte for byte and leaves its "
           "emptied sockets marked",
           "[receive_hint]") {
     asio::io_context io(1);
@@ -330,20 +335,20 @@ TEST_CASE("a proxy with strands relays the same exchanges and never marks a sock
     run(io, ping_pong(false, 500), 60s);
 }
 
-TEST_CASE("a one_thread proxy under backpressure passes on every chunk and end of stream",
+TEST_CASE("a io_run_by_one_thread proxy under backpressure passes on every chunk and end of stream",
           "[receive_hint]") {
     asio::io_context io(1);
     run(io, backpressure(12), 60s);
 }
 
-TEST_CASE("a one_thread proxy passes on an end of stream that comes in one segment with the "
+TEST_CASE("a io_run_by_one_thread proxy passes on an end of stream that comes in one segment with the "
           "last bytes",
           "[receive_hint]") {
     asio::io_context io(1);
     run(io, end_in_last_segment(), 30s);
 }
 
-TEST_CASE("a one_thread proxy passes on all that a backend which speaks first and closes at once "
+TEST_CASE("a io_run_by_one_thread proxy passes on all that a backend which speaks first and closes at once "
           "sends",
           "[receive_hint]") {
     asio::io_context io(1);

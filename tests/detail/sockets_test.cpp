@@ -1,6 +1,6 @@
 // The sockets a connector accepts and dials are non-blocking from the start and, on Linux,
 // close-on-exec (a program the application starts does not inherit them); on Linux they are
-// made so by accept4 and socket themselves (detail/native_socket.hpp), and closed without
+// made so by accept4 and socket themselves (detail/platform.hpp), and closed without
 // taking them out of the epoll set first, so a descriptor number is free for the next
 // socket at once.
 #include <socket_connector/connector.hpp>

@@ -4,6 +4,7 @@
 // echoed), patterned data, checksums and a logger that records lines. Everything here is
 // loopback-only.
 
+#include <algorithm>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -154,8 +155,11 @@ inline asio::awaitable<void> send_text(tcp::socket& socket, std::string_view tex
 
 /// `head` followed by `tail`, as bytes (a first line, then a payload).
 inline std::vector<char> concat(std::string_view head, const std::vector<char>& tail) {
-    std::vector<char> all(head.begin(), head.end());
-    all.insert(all.end(), tail.begin(), tail.end());
+    // Sized once and copied into: g++ 12 reports a false -Warray-bounds for growing a vector
+    // made from a short head once this is inlined.
+    std::vector<char> all(head.size() + tail.size());
+    std::copy(head.begin(), head.end(), all.begin());
+    std::copy(tail.begin(), tail.end(), all.begin() + static_cast<std::ptrdiff_t>(head.size()));
     return all;
 }
 

@@ -9,8 +9,6 @@
 
 namespace socket_connector::detail {
 
-using socket_connector::is_tcp;
-
 /// Appends `value` in decimal.
 inline void append_decimal(std::string& out, unsigned value) {
     char digits[10];

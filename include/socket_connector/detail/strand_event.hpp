@@ -7,7 +7,7 @@
 #include <asio/steady_timer.hpp>
 #include <asio/strand.hpp>
 
-#include <socket_connector/detail/pump.hpp>
+#include <socket_connector/detail/use_tuple.hpp>
 
 namespace socket_connector::detail {
 

@@ -1,4 +1,4 @@
-// `options::one_thread`: a connector whose io_context one thread runs uses no strands. It must
+// `options::io_run_by_one_thread`: a connector whose io_context one thread runs uses no strands. It must
 // relay as a stranded one does, and its public members must stay safe from other threads.
 #include <socket_connector/connector.hpp>
 
@@ -36,7 +36,7 @@ a_one_thread_proxy_relays_and_is_driven_from_another_thread(asio::any_io_executo
     std::atomic<std::size_t> joined_elsewhere{0};
     sc::options o = loopback_options();
     o.multi = true;
-    o.one_thread = true;
+    o.io_run_by_one_thread = true;
     o.timeout = sc::no_timeout;
     o.verbose = true;
     o.logger = log.logger();
@@ -101,7 +101,7 @@ a_one_thread_proxy_relays_and_is_driven_from_another_thread(asio::any_io_executo
 asio::awaitable<void>
 a_one_thread_rendezvous_keeps_early_bytes_times_out_and_closes(asio::any_io_executor loop) {
     sc::options o = loopback_options();
-    o.one_thread = true;
+    o.io_run_by_one_thread = true;
     o.timeout = sc::no_timeout;
     o.idle_timeout = 300ms;
     o.a.auth = sc::token_verifier("s3cret");
@@ -149,17 +149,17 @@ a_one_thread_rendezvous_keeps_early_bytes_times_out_and_closes(asio::any_io_exec
 
 } // namespace
 
-TEST_CASE("a proxy with one_thread relays every client byte for byte on its loop's thread and "
+TEST_CASE("a proxy with io_run_by_one_thread relays every client byte for byte on its loop's thread and "
           "takes stats(), drain() and wait_closed() from another thread",
-          "[one_thread]") {
+          "[io_run_by_one_thread]") {
     asio::io_context io;
     loop_thread loop; // after io: its thread stops before io goes
     run(io, a_one_thread_proxy_relays_and_is_driven_from_another_thread(loop.executor()), 60s);
 }
 
-TEST_CASE("a rendezvous with one_thread authenticates, keeps early bytes, closes idle pairs and "
+TEST_CASE("a rendezvous with io_run_by_one_thread authenticates, keeps early bytes, closes idle pairs and "
           "takes close() from another thread",
-          "[one_thread]") {
+          "[io_run_by_one_thread]") {
     asio::io_context io;
     loop_thread loop; // after io: its thread stops before io goes
     run(io, a_one_thread_rendezvous_keeps_early_bytes_times_out_and_closes(loop.executor()), 30s);

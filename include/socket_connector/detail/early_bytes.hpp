@@ -1,0 +1,111 @@
+#pragma once
+
+// What a side sends before its pair forms: read and kept (bounded), relayed first once paired.
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <string>
+#include <system_error>
+
+#include <asio/awaitable.hpp>
+#include <asio/buffer.hpp>
+#include <asio/error.hpp>
+
+#include <socket_connector/detail/buffer_pool.hpp>
+#include <socket_connector/detail/endpoints.hpp>
+#include <socket_connector/detail/pairing.hpp>
+#include <socket_connector/detail/receive_hint.hpp>
+
+namespace socket_connector::detail {
+
+/// Sides that arrive before the pair forms keep at most this many bytes each; past it the
+/// connector stops reading them (backpressure) until they are paired.
+inline constexpr std::size_t pending_byte_limit = 64 * 1024;
+/// The most a proxy reads of what an accepted side has sent before dialing its B.
+inline constexpr std::size_t first_read_size = 16 * 1024;
+
+/// Reads what a side has sent so far, without waiting, into its early bytes (at most
+/// `first_read_size`); a side that has nothing to read is left as it is, and one that has ended
+/// its stream is marked so. The read's error, if any. `hinted`: the loop is run by one thread,
+/// so a side found empty may be marked so for the receive hint.
+///
+/// A read that would block marks the side empty. A short read does so only for an `unseen`
+/// side: in general the end of stream may have come with its bytes and its event been taken
+/// already, and then only the next read would see it. But the socket of an unseen side has been
+/// on epoll's ready list since it was registered with bytes waiting or bytes came (no epoll_wait
+/// has taken it since), and epoll_wait checks what is ready as it takes an entry: an end of
+/// stream behind the bytes is reported then, which undoes the mark, and an entry with nothing
+/// left is dropped, so the receive waits without a try.
+template <class Side>
+std::error_code read_sent(arrival<Side>& a, bool unseen, bool hinted) {
+    auto& in = a.in;
+    auto& socket = a.side->socket();
+    if (!in.early.empty() || in.ended) return {};
+    std::array<char, first_read_size> bytes;
+    std::error_code ec;
+    auto n = socket.receive(asio::buffer(bytes), 0, ec);
+    if (ec == asio::error::would_block || ec == asio::error::try_again) {
+        if (hinted) mark_read_empty(socket);
+        return {};
+    }
+    if (ec == asio::error::eof) {
+        in.ended = true;
+        return {};
+    }
+    if (ec) return ec;
+    in.early.assign(bytes.data(), bytes.data() + n);
+    // Most likely all there is, so the relay's first read of the side is its receive that waits.
+    in.short_read = n < bytes.size();
+    if (in.short_read && unseen && hinted) mark_read_empty(socket);
+    return {};
+}
+
+/// Why watching a pending side stopped.
+enum class watch_end {
+    not_pending, ///< paired or closed meanwhile: the socket is not ours any more
+    held,        ///< it has sent `pending_byte_limit` bytes, or ended its stream after some
+    left         ///< it went away (or failed) before it sent anything to keep
+};
+
+/// While a side waits for its partner, keeps what it sends (up to `pending_byte_limit`) and
+/// notices if it goes away. `why` says how it left.
+template <class Side>
+asio::awaitable<watch_end> watch_pending(arrival_ptr<Side> a, std::string& why) {
+    auto& s = *a->side;
+    auto& in = a->in;
+    while (s.state() == side_state::pending && !in.ended &&
+           in.early.size() < pending_byte_limit) {
+        auto [ec] = co_await s.socket().async_wait(Side::socket_type::wait_read, use_tuple);
+        if (s.state() != side_state::pending) co_return watch_end::not_pending;
+        if (ec) {
+            why = ec.message();
+            co_return watch_end::left;
+        }
+        // Read into a pooled buffer and keep exactly what came: a side that sent a few bytes (or
+        // none: readiness can be spurious) holds no more than that.
+        pooled_buffer buf;
+        auto room = pending_byte_limit - in.early.size();
+        auto n = s.socket().read_some(
+            asio::buffer(buf.data(), std::min(room, pooled_buffer::size())), ec);
+        if (!ec) in.early.insert(in.early.end(), buf.data(), buf.data() + n);
+        if (ec == asio::error::would_block || ec == asio::error::try_again) continue;
+        if (ec == asio::error::eof && !in.early.empty()) {
+            // Half-closed after sending something: kept; the bytes and the end of stream are
+            // relayed once it is paired.
+            in.ended = true;
+            co_return watch_end::held;
+        }
+        if (ec == asio::error::eof) {
+            why = "disconnected";
+            co_return watch_end::left;
+        }
+        if (ec) {
+            why = ec.message();
+            co_return watch_end::left;
+        }
+    }
+    co_return s.state() == side_state::pending ? watch_end::held : watch_end::not_pending;
+}
+
+} // namespace socket_connector::detail

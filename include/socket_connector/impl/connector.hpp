@@ -1,0 +1,352 @@
+#pragma once
+
+// basic_connector's members: how an accepted or dialed socket travels to a relaying pair.
+//
+//   listener (accept) ─┐
+//                      ├─> adopt ─> admit (auth verifier) ─> enqueue ─> pairing ─> join ─>
+//                      connection
+//   dialer (connect) ──┘                                       (a proxy: dial B for this A, then
+//   join)
+
+#include <socket_connector/connector.hpp>
+
+namespace socket_connector {
+
+template <class Protocol, class Executor>
+basic_connector<Protocol, Executor>::basic_connector(detail::connector_key, connector_mode mode,
+                                                     Executor ex, options_type opts)
+    : mode_(mode)
+    , ex_(ex)
+    , strand_(serial_executor(ex, opts.io_run_by_one_thread))
+    , opts_(std::move(opts))
+    , context_(std::make_shared<detail::relay_context>())
+    , lifecycle_(strand_) {
+    context_->log = opts_.logger ? opts_.logger : stderr_logger();
+    context_->verbose = opts_.verbose;
+    context_->log_traffic = opts_.log_traffic;
+    context_->zero_copy = opts_.zero_copy;
+    context_->io_run_by_one_thread = opts_.io_run_by_one_thread;
+    if (opts_.idle_timeout != no_timeout && opts_.idle_timeout.count() > 0)
+        context_->idle_timeout = opts_.idle_timeout;
+}
+
+template <class Protocol, class Executor>
+socket_connector::stats basic_connector<Protocol, Executor>::stats() const {
+    socket_connector::stats s;
+    s.bytes_a_to_b = context_->bytes_a_to_b.load();
+    s.bytes_b_to_a = context_->bytes_b_to_a.load();
+    s.connections_open = live_count_.load();
+    s.sockets_created = sockets_created_.load();
+    s.connections_total = connections_total_.load();
+    s.auth_failures = auth_failures_.load();
+    s.sockets_refused = sockets_refused_.load();
+    std::lock_guard lock(addresses_mutex_);
+    s.remote_addresses = remote_addresses_;
+    return s;
+}
+
+// ---- start-up ---------------------------------------------------------------------------------
+
+template <class Protocol, class Executor>
+asio::awaitable<void> basic_connector<Protocol, Executor>::start() {
+    using namespace asio::experimental::awaitable_operators;
+    // Results are named before use: g++ 12 mishandles temporaries in co_await expressions.
+    switch (mode_) {
+    case connector_mode::server_to_server:
+        co_await listen(side_id::a);
+        co_await listen(side_id::b);
+        break;
+    case connector_mode::server_to_socket: {
+        auto targets = co_await detail::resolve(strand_, side_id::b, opts_.b);
+        dialers_[1].emplace(ex_, strand_, std::move(targets), opts_.connect_timeout);
+        co_await listen(side_id::a);
+        if (!opts_.multi) {
+            auto b = co_await dial_up_front(side_id::b);
+            spawn(admit(std::move(b)));
+        }
+        break;
+    }
+    case connector_mode::socket_to_server: {
+        co_await listen(side_id::b);
+        auto targets = co_await detail::resolve(strand_, side_id::a, opts_.a);
+        dialers_[0].emplace(ex_, strand_, std::move(targets), opts_.connect_timeout);
+        auto a = co_await dial_up_front(side_id::a);
+        spawn(admit(std::move(a)));
+        break;
+    }
+    case connector_mode::socket_to_socket: {
+        auto targets_a = co_await detail::resolve(strand_, side_id::a, opts_.a);
+        auto targets_b = co_await detail::resolve(strand_, side_id::b, opts_.b);
+        dialers_[0].emplace(ex_, strand_, std::move(targets_a), opts_.connect_timeout);
+        dialers_[1].emplace(ex_, strand_, std::move(targets_b), opts_.connect_timeout);
+        arrival_ptr a, b;
+        try {
+            std::tie(a, b) = co_await (dial_up_front(side_id::a) && dial_up_front(side_id::b));
+        } catch (const asio::multiple_exceptions& e) {
+            std::rethrow_exception(e.first_exception()); // both failed: report A's
+        }
+        spawn(admit(std::move(a)));
+        spawn(admit(std::move(b)));
+        break;
+    }
+    }
+    for (auto& l : listeners_) {
+        if (!l) continue;
+        auto self = this->shared_from_this();
+        spawn(l->run(
+            strand_, context_->log, [self, id = l->id()] { return self->why_refuse(id); },
+            [self, id = l->id()](socket_type socket, const endpoint_type& peer, bool unseen) {
+                self->accepted(id, std::move(socket), peer, unseen);
+            },
+            sockets_refused_));
+    }
+    if (opts_.timeout != no_timeout) spawn(grace());
+}
+
+template <class Protocol, class Executor>
+asio::awaitable<void> basic_connector<Protocol, Executor>::listen(side_id id) {
+    auto l = co_await listener_type::open(ex_, strand_, id, side_opts(id));
+    local_[index(id)] = l.local_endpoint();
+    listeners_[index(id)].emplace(std::move(l));
+}
+
+template <class Protocol, class Executor>
+asio::awaitable<detail::arrival_ptr<basic_side<Protocol, Executor>>>
+basic_connector<Protocol, Executor>::dial_up_front(side_id id) {
+    auto& dialer = *dialers_[index(id)];
+    auto [ec, socket, remote, waited] =
+        co_await dialer.async_dial(nullptr, false, false, detail::use_tuple);
+    if (!ec && lifecycle_.closing()) ec = asio::error::operation_aborted;
+    // Cancelled (the connector is closing, or the other dial of a pair failed): the cause is
+    // reported elsewhere.
+    if (ec == asio::error::operation_aborted) throw std::system_error(ec, "connect cancelled");
+    if (ec)
+        throw std::system_error(ec,
+                                fmt::format("connect {} to {}", to_string(id),
+                                            detail::target_name(dialer.targets(), side_opts(id))));
+    co_return adopt(id, std::move(socket), remote);
+}
+
+// ---- sides ------------------------------------------------------------------------------------
+
+/// Sets the socket options on a new socket (accepted from, or connected to, `remote`), counts it
+/// and wraps it in a side.
+template <class Protocol, class Executor>
+detail::arrival_ptr<basic_side<Protocol, Executor>>
+basic_connector<Protocol, Executor>::adopt(side_id id, socket_type socket,
+                                           const endpoint_type& remote) {
+    std::string peer = detail::to_string(remote);
+    sockets_created_.fetch_add(1, std::memory_order_relaxed);
+    {
+        std::lock_guard lock(addresses_mutex_);
+        if (remote_addresses_.size() < stats_address_limit) {
+            auto address = detail::address_of(remote);
+            if (seen_addresses_.insert(address).second)
+                remote_addresses_.push_back(std::move(address));
+        }
+    }
+    std::error_code ec;
+    if (!socket.non_blocking()) socket.non_blocking(true, ec); // a dial may have set it
+    const auto& listener = listeners_[index(id)];
+    const bool accepted = listener.has_value();
+    if (!accepted || !listener->sets_options()) {
+        set_no_delay(socket, ec);
+        if (ec)
+            log(log_level::warning, "{}: TCP_NODELAY on {}: {}", to_string(id), peer, ec.message());
+        set_keep_alive(socket, side_opts(id).keepalive, ec, true);
+        if (ec)
+            log(log_level::warning, "{}: keep-alive on {}: {}", to_string(id), peer, ec.message());
+    }
+    auto a = std::make_shared<arrival>(
+        std::make_shared<side_type>(id, std::move(socket), std::move(peer)));
+    a->side->transformer = side_opts(id).transform();
+    info("{}: {} {}", to_string(id), accepted ? "accepted" : "connected to", a->side->remote());
+    return a;
+}
+
+/// Takes a socket just accepted on side `id`: authenticated, or queued at once. `unseen`:
+/// accepted by hand in this handler, so registered with the event loop just now (see
+/// detail::read_sent).
+template <class Protocol, class Executor>
+void basic_connector<Protocol, Executor>::accepted(side_id id, socket_type socket,
+                                                   const endpoint_type& peer, bool unseen) {
+    auto a = adopt(id, std::move(socket), peer);
+    if (side_opts(id).auth)
+        spawn(admit(std::move(a)));
+    else
+        enqueue(std::move(a), unseen); // nothing to wait for: no coroutine
+}
+
+/// Why a socket just accepted on side `id` may not be kept (a limit is hit), or empty.
+template <class Protocol, class Executor>
+std::string basic_connector<Protocol, Executor>::why_refuse(side_id id) const {
+    const auto& group = opts_.limit_group;
+    if (opts_.max_connections > 0) {
+        auto live = group ? group->connections() : live_.size();
+        if (proxy()) {
+            // Every A a proxy keeps becomes a pair once its B is connected: those still
+            // authenticating or being dialed count already, or a burst of As would pass the limit
+            // while their dials are under way.
+            auto coming = group ? group->pending_a() : waiting_on(side_id::a);
+            if (live + coming >= opts_.max_connections)
+                return fmt::format("{} connections open and {} being made (max_connections)", live,
+                                   coming);
+        } else if (live >= opts_.max_connections) {
+            return fmt::format("{} connections open (max_connections)", live);
+        }
+    }
+    if (opts_.max_pending > 0) {
+        auto waiting =
+            group ? (id == side_id::a ? group->pending_a() : group->pending_b()) : waiting_on(id);
+        if (waiting >= opts_.max_pending)
+            return fmt::format("{} {} sockets already pending (max_pending)", waiting,
+                               to_string(id));
+    }
+    return {};
+}
+
+/// Authenticates a new side (if it has a verifier), then queues it for pairing.
+template <class Protocol, class Executor>
+asio::awaitable<void> basic_connector<Protocol, Executor>::admit(arrival_ptr a) {
+    auto self = this->shared_from_this();
+    if (co_await authenticate(a)) enqueue(std::move(a));
+}
+
+/// Runs the side's verifier under `auth_timeout`; false (and the side closed) if it failed or the
+/// connector is closing. Sides accepted and sides dialed are both checked.
+template <class Protocol, class Executor>
+asio::awaitable<bool> basic_connector<Protocol, Executor>::authenticate(const arrival_ptr& a) {
+    auto& joining = *a->side;
+    const auto id = joining.id();
+    const auto& verify = side_opts(id).auth;
+    if (!verify) co_return true;
+    authenticating_.insert(a);
+    ++authenticating_count_[index(id)];
+    publish_counts();
+    auto result = co_await detail::admit(verify, joining.socket_, opts_.auth_timeout, strand_);
+    authenticating_.erase(a);
+    --authenticating_count_[index(id)];
+    publish_counts();
+    if (lifecycle_.closing() || joining.state() == side_state::closed) {
+        joining.close();
+        co_return false;
+    }
+    if (!result.admitted) {
+        auth_failures_.fetch_add(1, std::memory_order_relaxed);
+        log(log_level::warning, "{}: authentication of {} failed: {}", to_string(id),
+            joining.remote(), result.failure);
+        joining.close();
+        if (is_up_front(id) && !lifecycle_.paired_once())
+            close_now(fmt::format("{} failed authentication", to_string(id)));
+        else
+            maybe_finish();
+        co_return false;
+    }
+    a->in.early = std::move(result.leftover);
+    info("{}: {} authenticated", to_string(id), joining.remote());
+    co_return true;
+}
+
+/// Puts an admitted side in its queue, watches it, and pairs what can be paired. `unseen`: the
+/// side's socket was registered with the event loop in this very handler.
+template <class Protocol, class Executor>
+void basic_connector<Protocol, Executor>::enqueue(arrival_ptr a, bool unseen) {
+    if (lifecycle_.closing()) {
+        a->side->close();
+        return;
+    }
+    a->side->set_state(side_state::pending);
+    pairing_.add(a);
+    update_counts();
+    if (proxy()) {
+        // Joined as soon as its B is connected: what it sends meanwhile waits in the kernel, and
+        // a departure shows once the pair relays. No watcher needed.
+        dial_for(std::move(a), unseen);
+    } else {
+        spawn(watch(std::move(a)));
+        try_pair();
+    }
+}
+
+/// While a side waits for its partner: keeps what it sends and drops it if it goes away.
+template <class Protocol, class Executor>
+asio::awaitable<void> basic_connector<Protocol, Executor>::watch(arrival_ptr a) {
+    auto self = this->shared_from_this();
+    std::string why;
+    auto how = co_await detail::watch_pending<side_type>(a, why);
+    if (how == detail::watch_end::left) drop(a, why);
+    if (how == detail::watch_end::held && a->in.ended)
+        info("{}: {} ended its stream while pending ({} bytes kept)", to_string(a->side->id()),
+             a->side->remote(), a->in.early.size());
+}
+
+/// Takes a side out of its queue and closes it.
+template <class Protocol, class Executor>
+void basic_connector<Protocol, Executor>::drop(const arrival_ptr& a, const std::string& why) {
+    pairing_.remove(a);
+    update_counts();
+    const auto id = a->side->id();
+    if (!why.empty()) info("{}: {} left while pending: {}", to_string(id), a->side->remote(), why);
+    a->side->close();
+    if (is_up_front(id) && !lifecycle_.paired_once() && !lifecycle_.closing())
+        return close_now(fmt::format("{} closed before it could be paired", to_string(id)));
+    maybe_finish();
+}
+
+// ---- pairing and connections ------------------------------------------------------------------
+
+/// Joins a pending A and a pending B, taken out of their queues, into a connection and starts it.
+template <class Protocol, class Executor>
+void basic_connector<Protocol, Executor>::join(arrival_ptr a, arrival_ptr b) {
+    std::error_code ignored;
+    // Ends the watchers; they see the new state and leave the sockets alone.
+    for (auto* s : {&a->side, &b->side}) {
+        (*s)->set_state(side_state::joined);
+        (*s)->socket_.cancel(ignored);
+    }
+    const std::uint64_t id = connections_total_.fetch_add(1) + 1;
+    auto c = std::make_shared<connection_type>(
+        typename connection_type::private_tag{}, serial_executor(ex_, opts_.io_run_by_one_thread),
+        a->side, std::move(a->in), b->side, std::move(b->in), id, context_);
+    lifecycle_.paired();
+    if (opts_.before_joining) {
+        try {
+            opts_.before_joining(*c);
+        } catch (const std::exception& e) {
+            log(log_level::error, "connection {}: before_joining failed: {}", id, e.what());
+            a->side->close();
+            b->side->close();
+            update_counts();
+            return maybe_finish();
+        }
+    }
+    live_.insert(c);
+    formed_.push_back(c);
+    if (formed_.size() > connection_queue_limit) formed_.pop_front();
+    update_counts();
+    info("connection {}: A {} <-> B {}", id, a->side->remote(), b->side->remote());
+    std::weak_ptr<basic_connector> weak = this->shared_from_this();
+    c->start([weak](std::shared_ptr<connection_type> done, std::string reason) {
+        // Posted: the connector learns of it in a turn of its own, also when it shares the
+        // connection's thread and executor (io_run_by_one_thread).
+        if (auto self = weak.lock())
+            asio::post(self->strand_, [self, done = std::move(done), reason = std::move(reason)] {
+                self->connection_ended(done, reason);
+            });
+    });
+    // Single-pair modes: no other side can ever be served.
+    if (mode_ != connector_mode::server_to_server && !proxy()) stop_accepting();
+    formed_event_.notify_all();
+}
+
+template <class Protocol, class Executor>
+void basic_connector<Protocol, Executor>::connection_ended(
+    const std::shared_ptr<connection_type>& c, const std::string& reason) {
+    live_.erase(c);
+    update_counts();
+    info("connection {} closed: {} (A->B {} bytes, B->A {} bytes)", c->id(), reason,
+         c->bytes_a_to_b(), c->bytes_b_to_a());
+    maybe_finish();
+}
+
+} // namespace socket_connector

@@ -1,0 +1,117 @@
+#pragma once
+
+// basic_connector's members, continued: stopping, draining, the grace period, closing,
+// and the counts that limits and a shared limit group read.
+
+#include <socket_connector/connector.hpp>
+
+namespace socket_connector {
+
+// ---- lifecycle --------------------------------------------------------------------------------
+
+/// Stops the servers and closes every side not yet paired.
+template <class Protocol, class Executor>
+void basic_connector<Protocol, Executor>::stop_accepting() {
+    for (auto& l : listeners_)
+        if (l && l->is_open()) l->close();
+    for (auto& a : pairing_.take_all())
+        a->side->close();
+    for (auto& a : authenticating_)
+        a->side->close();
+    update_counts();
+}
+
+template <class Protocol, class Executor>
+void basic_connector<Protocol, Executor>::drain_now(std::chrono::milliseconds limit) {
+    if (lifecycle_.closing() || lifecycle_.draining()) return;
+    if (limit.count() <= 0 || live_.empty()) return close_now("draining: closed at once");
+    lifecycle_.begin_draining();
+    info("draining: {} connection(s) may finish within {} ms", live_.size(), limit.count());
+    stop_accepting();
+    spawn(drain_deadline(limit));
+}
+
+template <class Protocol, class Executor>
+asio::awaitable<void> basic_connector<Protocol, Executor>::grace() {
+    auto self = this->shared_from_this();
+    if (!co_await lifecycle_.grace(opts_.timeout)) co_return;
+    info("grace period of {} ms has passed", opts_.timeout.count());
+    maybe_finish();
+}
+
+template <class Protocol, class Executor>
+asio::awaitable<void>
+basic_connector<Protocol, Executor>::drain_deadline(std::chrono::milliseconds limit) {
+    auto self = this->shared_from_this();
+    if (!co_await lifecycle_.drain_deadline(limit)) co_return;
+    close_now(fmt::format("drain timeout: closing {} connection(s)", live_.size()));
+}
+
+/// Closes the connector if nothing is left for it to do.
+template <class Protocol, class Executor>
+void basic_connector<Protocol, Executor>::maybe_finish() {
+    if (lifecycle_.closing()) {
+        if (live_.empty() && !closed_) finish_close();
+        return;
+    }
+    bool can_accept = false;
+    for (auto& l : listeners_)
+        can_accept = can_accept || (l && l->is_open());
+    std::size_t dialing = 0;
+    for (auto& d : dialers_)
+        dialing += d ? d->dialing() : 0;
+    const bool waiting = !pairing_.empty() || !authenticating_.empty() || dialing > 0;
+    if (auto why = lifecycle_.reason_to_close({live_.size(), can_accept, waiting})) close_now(*why);
+}
+
+template <class Protocol, class Executor>
+void basic_connector<Protocol, Executor>::close_now(const std::string& reason) {
+    if (!lifecycle_.begin_closing()) return;
+    info("closing: {}", reason);
+    stop_accepting();
+    for (auto& d : dialers_)
+        if (d) d->cancel_all();
+    for (auto& c : live_)
+        c->close();
+    update_counts();
+    formed_event_.notify_all(); // next_connection() completes with null from now on
+    if (live_.empty()) finish_close();
+}
+
+template <class Protocol, class Executor>
+void basic_connector<Protocol, Executor>::finish_close() {
+    closed_ = true;
+    publish_counts(); // takes this connector's counts out of a shared limit group
+    info("closed");
+    closed_event_.notify_all();
+}
+
+// ---- counts -----------------------------------------------------------------------------------
+
+template <class Protocol, class Executor>
+void basic_connector<Protocol, Executor>::update_counts() {
+    pending_count_[0] = pairing_.waiting(side_id::a);
+    pending_count_[1] = pairing_.waiting(side_id::b);
+    live_count_ = live_.size();
+    publish_counts();
+}
+
+/// Brings this connector's share of `limit_group`'s counts up to date (zero once closed).
+template <class Protocol, class Executor>
+void basic_connector<Protocol, Executor>::publish_counts() {
+    const auto& group = opts_.limit_group;
+    if (!group) return;
+    auto move_to = [](std::atomic<std::size_t>& total, std::size_t& mine, std::size_t now) {
+        if (now >= mine)
+            total.fetch_add(now - mine);
+        else
+            total.fetch_sub(mine - now);
+        mine = now;
+    };
+    const bool gone = closed_.load();
+    move_to(group->connections_, published_live_, gone ? 0 : live_.size());
+    move_to(group->pending_a_, published_waiting_[0], gone ? 0 : waiting_on(side_id::a));
+    move_to(group->pending_b_, published_waiting_[1], gone ? 0 : waiting_on(side_id::b));
+}
+
+} // namespace socket_connector
