@@ -1,5 +1,5 @@
-// `options::io_run_by_one_thread`: a connector whose io_context one thread runs uses no strands. It must
-// relay as a stranded one does, and its public members must stay safe from other threads.
+// `options::io_run_by_one_thread`: a connector whose io_context one thread runs uses no strands. It
+// must relay as a stranded one does, and its public members must stay safe from other threads.
 #include <socket_connector/connector.hpp>
 
 #include <atomic>
@@ -149,15 +149,17 @@ a_one_thread_rendezvous_keeps_early_bytes_times_out_and_closes(asio::any_io_exec
 
 } // namespace
 
-TEST_CASE("a proxy with io_run_by_one_thread relays every client byte for byte on its loop's thread and "
-          "takes stats(), drain() and wait_closed() from another thread",
-          "[io_run_by_one_thread]") {
+TEST_CASE(
+    "a proxy with io_run_by_one_thread relays every client byte for byte on its loop's thread and "
+    "takes stats(), drain() and wait_closed() from another thread",
+    "[io_run_by_one_thread]") {
     asio::io_context io;
     loop_thread loop; // after io: its thread stops before io goes
     run(io, a_one_thread_proxy_relays_and_is_driven_from_another_thread(loop.executor()), 60s);
 }
 
-TEST_CASE("a rendezvous with io_run_by_one_thread authenticates, keeps early bytes, closes idle pairs and "
+TEST_CASE("a rendezvous with io_run_by_one_thread authenticates, keeps early bytes, closes idle "
+          "pairs and "
           "takes close() from another thread",
           "[io_run_by_one_thread]") {
     asio::io_context io;

@@ -268,8 +268,8 @@ asio::awaitable<void> bind_in_use_throws(char side) {
     }
     INFO(log.all());
     CHECK(code == asio::error::address_in_use);
-    CHECK(log.contains(fmt::format("error start-up failed: bind {} to 127.0.0.1:{}: {}", side,
-                                   port, code.message())));
+    CHECK(log.contains(fmt::format("error start-up failed: bind {} to 127.0.0.1:{}: {}", side, port,
+                                   code.message())));
 }
 
 asio::awaitable<void> bind_in_use_error_code() {
@@ -311,8 +311,8 @@ asio::awaitable<void> connect_refused_throws() {
     }
     INFO(log.all());
     CHECK(code == asio::error::connection_refused);
-    CHECK(log.contains(fmt::format("error start-up failed: connect A to 127.0.0.1:{}: {}", port,
-                                   code.message())));
+    CHECK(log.contains(
+        fmt::format("error start-up failed: connect A to 127.0.0.1:{}: {}", port, code.message())));
 }
 
 asio::awaitable<void> unresolvable_host_throws() {

@@ -229,7 +229,8 @@ TEST_CASE("an exception from a handler leaves run_yielding, and calling it again
     CHECK(handlers == 1);
 }
 
-TEST_CASE("a io_run_by_one_thread proxy whose loop runs on run_yielding relays every client byte for byte",
+TEST_CASE("a io_run_by_one_thread proxy whose loop runs on run_yielding relays every client byte "
+          "for byte",
           "[run]") {
     asio::io_context io;
     const std::chrono::microseconds spin(GENERATE(0L, 50L));

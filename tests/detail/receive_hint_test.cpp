@@ -70,8 +70,8 @@ asio::awaitable<void> marked_socket_waits_for_the_next_event() {
 }
 
 /// A client and a server exchange `rounds` messages of 1 to 700 bytes through a proxy, each
-/// answered before the next; afterwards the relay's two sockets are marked (io_run_by_one_thread, where
-/// the hint is built) or not (a connector with strands never marks).
+/// answered before the next; afterwards the relay's two sockets are marked (io_run_by_one_thread,
+/// where the hint is built) or not (a connector with strands never marks).
 asio::awaitable<void> ping_pong(bool io_run_by_one_thread, int rounds) {
     auto ex = co_await asio::this_coro::executor;
     tcp::acceptor target(ex, {asio::ip::address_v4::loopback(), 0});
@@ -201,9 +201,9 @@ asio::awaitable<void> send_with_end(tcp::socket& socket, std::span<const char> d
     socket.shutdown(tcp::socket::shutdown_send);
 }
 
-/// Through a io_run_by_one_thread proxy, pair after pair: `exchanges` messages each way first (so that
-/// the relay's receives wait, marked or not), then one side's last message arrives with its end
-/// of stream in one segment. A short read of it does not empty the source, since the end of
+/// Through a io_run_by_one_thread proxy, pair after pair: `exchanges` messages each way first (so
+/// that the relay's receives wait, marked or not), then one side's last message arrives with its
+/// end of stream in one segment. A short read of it does not empty the source, since the end of
 /// stream is right behind its bytes and its event has been taken: a relay that marked the
 /// source drained there would wait for an event that came already, and the pair would stall
 /// until the deadline. Every size from one byte to several segments, both ways; in the first
@@ -278,9 +278,9 @@ asio::awaitable<void> speak_first(std::shared_ptr<tcp::acceptor> listener,
     }
 }
 
-/// Through a io_run_by_one_thread proxy, pair after pair: B speaks first, at once, from another thread,
-/// so its bytes and end of stream come while the relay's handler that dialed it is running or
-/// just after. The relay marks a B whose connect completed in that handler without reading it
+/// Through a io_run_by_one_thread proxy, pair after pair: B speaks first, at once, from another
+/// thread, so its bytes and end of stream come while the relay's handler that dialed it is running
+/// or just after. The relay marks a B whose connect completed in that handler without reading it
 /// (epoll has not taken its entry yet, and reports what came when it does): nothing may be
 /// lost either way. A sends nothing until it has the whole message and its end.
 asio::awaitable<void> b_speaks_first(asio::any_io_executor backend_loop) {
@@ -341,14 +341,16 @@ TEST_CASE("a io_run_by_one_thread proxy under backpressure passes on every chunk
     run(io, backpressure(12), 60s);
 }
 
-TEST_CASE("a io_run_by_one_thread proxy passes on an end of stream that comes in one segment with the "
-          "last bytes",
-          "[receive_hint]") {
+TEST_CASE(
+    "a io_run_by_one_thread proxy passes on an end of stream that comes in one segment with the "
+    "last bytes",
+    "[receive_hint]") {
     asio::io_context io(1);
     run(io, end_in_last_segment(), 30s);
 }
 
-TEST_CASE("a io_run_by_one_thread proxy passes on all that a backend which speaks first and closes at once "
+TEST_CASE("a io_run_by_one_thread proxy passes on all that a backend which speaks first and closes "
+          "at once "
           "sends",
           "[receive_hint]") {
     asio::io_context io(1);

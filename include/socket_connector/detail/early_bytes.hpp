@@ -74,8 +74,7 @@ template <class Side>
 asio::awaitable<watch_end> watch_pending(arrival_ptr<Side> a, std::string& why) {
     auto& s = *a->side;
     auto& in = a->in;
-    while (s.state() == side_state::pending && !in.ended &&
-           in.early.size() < pending_byte_limit) {
+    while (s.state() == side_state::pending && !in.ended && in.early.size() < pending_byte_limit) {
         auto [ec] = co_await s.socket().async_wait(Side::socket_type::wait_read, use_tuple);
         if (s.state() != side_state::pending) co_return watch_end::not_pending;
         if (ec) {
