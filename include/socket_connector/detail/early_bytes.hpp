@@ -13,9 +13,9 @@
 #include <asio/error.hpp>
 
 #include <socket_connector/detail/buffer_pool.hpp>
-#include <socket_connector/detail/endpoints.hpp>
 #include <socket_connector/detail/pairing.hpp>
 #include <socket_connector/detail/receive_hint.hpp>
+#include <socket_connector/detail/use_tuple.hpp>
 
 namespace socket_connector::detail {
 

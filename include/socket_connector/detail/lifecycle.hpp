@@ -12,7 +12,7 @@
 #include <asio/awaitable.hpp>
 #include <asio/steady_timer.hpp>
 
-#include <socket_connector/detail/endpoints.hpp>
+#include <socket_connector/detail/use_tuple.hpp>
 
 namespace socket_connector::detail {
 
