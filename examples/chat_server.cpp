@@ -99,7 +99,7 @@ std::variant<config, std::string> parse_args(std::span<char* const> args) {
         std::string_view name = arg.substr(0, arg.find('='));
         std::optional<std::string_view> value;
         if (auto eq = arg.find('='); eq != std::string_view::npos) value = arg.substr(eq + 1);
-        if (name == "--help" && !value) {
+        if ((name == "--help" || name == "-h") && !value) {
             cfg.help = true;
             return cfg;
         }

@@ -49,8 +49,10 @@ MODE: server-to-server | server-to-socket | socket-to-server | socket-to-socket
                            TCP keep-alive: probe after IDLE s of silence, every INTERVAL s,
                            give up after COUNT probes (default 60,10,5)
   --no-keepalive           turn TCP keep-alive off
-  --auth-a TOKEN           a server side A must first send the line TOKEN (LF or CRLF);
-  --auth-b TOKEN           what follows is relayed; other peers are dropped
+  --auth-a TOKEN           side A must first send the line TOKEN (LF or CRLF); what follows
+  --auth-b TOKEN           is relayed. A server side drops each peer that does not; on a
+                           socket side, the peer it connects to must send it, or the relay
+                           closes
   --auth-timeout SECS      how long a peer may take to authenticate (default 5)
   --connect-timeout SECS   how long an outbound connect may take (default 10)
   --threads N              threads running the relay (default: one per core); with
@@ -66,13 +68,19 @@ MODE: server-to-server | server-to-socket | socket-to-server | socket-to-socket
                            accepted sockets are closed at once (default 0: no limit)
   --idle-timeout SECS      close a pair that relays no byte either way for SECS
                            (default 0: never)
-  --drain-timeout SECS     on SIGTERM, give open pairs up to SECS to finish before they
-                           are closed (default 0: close them at once)
-  --stats                  print one JSON object of counters on stdout at exit
-  --help                   print this help and exit
+  --drain-timeout SECS     on SIGINT or SIGTERM, stop accepting and give open pairs up to
+                           SECS to finish before they are closed (default 0: at once)
+  --stats                  print one JSON object of counters on stdout at exit (on every
+                           exit but SIGKILL)
+  -h, --help               print this help and exit
+  --version                print the version and exit
 
 Options take their value as `--opt value` or `--opt=value`. SECS may be a decimal (0.5).
 On start, one line per server side is printed on stdout: "A listening on 127.0.0.1:9000".
+Signals: the first SIGINT or SIGTERM stops accepting and drains (--drain-timeout); another
+one, a second or more later, closes the open pairs at once; a third stops without waiting.
+A repeat within a second (a process group signalled as a whole, as `timeout` does) counts
+as the same request.
 Exit status: 0 normal close, 1 runtime error, 2 bad arguments.
 )";
 
@@ -94,6 +102,7 @@ inline unsigned default_threads() noexcept {
 /// Everything the command line asks for.
 struct config {
     bool help = false;
+    bool version = false;
     sc::connector_mode mode = sc::connector_mode::server_to_server;
     sc::side_options a;
     sc::side_options b;
@@ -131,6 +140,25 @@ inline bool is_server(sc::connector_mode mode, char side) {
         return false;
     }
     return false;
+}
+
+/// What an unknown MODE was likely meant to be ("server_to_server", "Server-To-Socket"), or
+/// empty.
+inline std::string_view mode_hint(std::string_view text) {
+    static constexpr std::string_view modes[] = {"server-to-server", "server-to-socket",
+                                                 "socket-to-server", "socket-to-socket"};
+    for (auto mode : modes) {
+        if (mode.size() != text.size()) continue;
+        bool alike = true;
+        for (std::size_t i = 0; i < mode.size() && alike; ++i) {
+            char c = text[i];
+            if (c == '_') c = '-';
+            if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+            alike = c == mode[i];
+        }
+        if (alike) return mode;
+    }
+    return {};
 }
 
 inline std::optional<sc::connector_mode> parse_mode(std::string_view text) {
@@ -218,6 +246,10 @@ inline parse_result parse_args(std::span<char* const> args) {
 
     for (std::size_t i = 0; i < args.size(); ++i) {
         std::string_view arg = args[i] ? args[i] : "";
+        if (arg == "-h") {
+            cfg.help = true;
+            return cfg;
+        }
         if (!arg.starts_with("--")) {
             if (mode_text) return fmt::format("unexpected argument {}", quoted(arg));
             mode_text = arg;
@@ -228,8 +260,9 @@ inline parse_result parse_args(std::span<char* const> args) {
         if (auto eq = arg.find('='); eq != std::string_view::npos)
             inline_value = arg.substr(eq + 1);
 
-        static constexpr std::string_view flags[] = {"--help",        "--multi",        "--verbose",
-                                                     "--log-traffic", "--no-keepalive", "--stats"};
+        static constexpr std::string_view flags[] = {"--help",    "--version",     "--multi",
+                                                     "--verbose", "--log-traffic", "--no-keepalive",
+                                                     "--stats"};
         static constexpr std::string_view valued[] = {"--a",
                                                       "--b",
                                                       "--timeout",
@@ -247,14 +280,16 @@ inline parse_result parse_args(std::span<char* const> args) {
         bool is_flag = std::find(std::begin(flags), std::end(flags), name) != std::end(flags);
         bool has_value = std::find(std::begin(valued), std::end(valued), name) != std::end(valued);
         if (!is_flag && !has_value) return fmt::format("unknown option {}", quoted(name));
+        if (is_flag && inline_value) return fmt::format("{} takes no value", name);
+        if (has_value && !inline_value && (i + 1 >= args.size() || !args[i + 1]))
+            return fmt::format("{} needs a value", name);
         if (std::find(seen.begin(), seen.end(), name) != seen.end())
             return fmt::format("{} is given more than once", name);
         seen.push_back(name);
 
         if (is_flag) {
-            if (inline_value) return fmt::format("{} takes no value", name);
-            if (name == "--help") {
-                cfg.help = true;
+            if (name == "--help" || name == "--version") {
+                (name == "--help" ? cfg.help : cfg.version) = true;
                 return cfg;
             }
             if (name == "--multi") cfg.multi = true;
@@ -269,13 +304,7 @@ inline parse_result parse_args(std::span<char* const> args) {
             continue;
         }
 
-        std::string_view value;
-        if (inline_value) {
-            value = *inline_value;
-        } else {
-            if (i + 1 >= args.size() || !args[i + 1]) return fmt::format("{} needs a value", name);
-            value = args[++i];
-        }
+        std::string_view value = inline_value ? *inline_value : std::string_view(args[++i]);
         if (name == "--a") {
             a_text = value;
         } else if (name == "--b") {
@@ -336,7 +365,14 @@ inline parse_result parse_args(std::span<char* const> args) {
 
     if (!mode_text) return "missing MODE";
     auto mode = parse_mode(*mode_text);
-    if (!mode) return fmt::format("unknown MODE {}", quoted(*mode_text));
+    if (!mode) {
+        auto hint = mode_hint(*mode_text);
+        if (!hint.empty())
+            return fmt::format("unknown MODE {} (did you mean {}?)", quoted(*mode_text), hint);
+        return fmt::format("unknown MODE {} (one of server-to-server, server-to-socket, "
+                           "socket-to-server, socket-to-socket)",
+                           quoted(*mode_text));
+    }
     cfg.mode = *mode;
     if (cfg.multi && cfg.mode != sc::connector_mode::server_to_socket)
         return "--multi applies only to server-to-socket";
@@ -354,7 +390,7 @@ inline parse_result parse_args(std::span<char* const> args) {
         std::string why;
         auto parsed = sc::parse_address(*side.text, &why);
         if (!parsed) return fmt::format("--{} {}: {}", lower, quoted(*side.text), why);
-        bool server = is_server(cfg.mode, side.name);
+        const bool server = is_server(cfg.mode, side.name);
         if (server) {
             side.options = sc::server_side_options(*parsed);
         } else {
@@ -362,12 +398,9 @@ inline parse_result parse_args(std::span<char* const> args) {
             if (!options) return fmt::format("--{} {}: {}", lower, quoted(*side.text), why);
             side.options = std::move(*options);
         }
-        if (side.token) {
-            // The library authenticates the sides it accepts, not the ones it dials.
-            if (!server)
-                return fmt::format("--auth-{} needs side {} to be a server", lower, side.name);
-            side.options.auth = sc::token_verifier(std::string(*side.token));
-        }
+        // On a socket side, the library checks the peer it dials just as it checks those a
+        // server side accepts: that peer must send the token line first.
+        if (side.token) side.options.auth = sc::token_verifier(std::string(*side.token));
         side.options.keepalive = cfg.keepalive;
     }
     return cfg;

@@ -44,12 +44,13 @@ inline void print_line(std::string_view text) {
 }
 
 /// The whole of an example's `main`. `parse(args)` reads the arguments after the program's name
-/// into a configuration with a `help` member, or says why they are wrong; `run(config)` does the
-/// work and returns the exit status.
+/// into a configuration with a `help` member (and maybe a `version` member), or says why they
+/// are wrong; `run(config)` does the work and returns the exit status.
 ///
-/// Bad arguments print "NAME: why" and the usage on stderr and return 2; `--help` prints the
-/// usage on stdout and returns 0; an exception from `run` prints "NAME: what" and returns 1.
-/// SIGPIPE is ignored: a peer that goes away is an error code, not a kill.
+/// Bad arguments print "NAME: why" and "NAME: try 'NAME --help' for more information" on stderr
+/// (two lines, so the reason stays on the screen) and return 2; `--help` prints the usage on
+/// stdout and returns 0, `--version` "NAME VERSION"; an exception from `run` prints "NAME: what"
+/// and returns 1. SIGPIPE is ignored: a peer that goes away is an error code, not a kill.
 template <class Parse, class Run>
 int main_of(std::string_view name, std::string_view usage, int argc, char** argv, Parse parse,
             Run run) {
@@ -58,13 +59,20 @@ int main_of(std::string_view name, std::string_view usage, int argc, char** argv
         std::span<char* const> args(argv, static_cast<std::size_t>(argc));
         auto parsed = parse(args.empty() ? args : args.subspan(1));
         if (auto* why = std::get_if<std::string>(&parsed)) {
-            fmt::print(stderr, "{}: {}\n\n{}", name, *why, usage);
+            fmt::print(stderr, "{0}: {1}\n{0}: try '{0} --help' for more information\n", name,
+                       *why);
             return 2;
         }
         auto& cfg = std::get<0>(parsed);
         if (cfg.help) {
             print_line(usage);
             return 0;
+        }
+        if constexpr (requires { cfg.version; }) {
+            if (cfg.version) {
+                print_line(fmt::format("{} {}\n", name, sc::version));
+                return 0;
+            }
         }
         return run(std::move(cfg));
     } catch (const std::exception& e) {
@@ -99,7 +107,7 @@ inline std::string quoted(std::string_view text) {
 
 /// Reads `--name value` options (from `valued`) and `--name` flags (from `flags`), in any
 /// order, handing each to `set(name, value)` (an empty value for a flag), which says what is
-/// wrong with it, if anything. `--help` sets `help` and ends the reading.
+/// wrong with it, if anything. `--help` (or `-h`) sets `help` and ends the reading.
 template <class Set>
 problem read_options(std::span<char* const> args, bool& help,
                      std::initializer_list<std::string_view> flags,
@@ -111,7 +119,7 @@ problem read_options(std::span<char* const> args, bool& help,
     };
     for (std::size_t i = 0; i < args.size(); ++i) {
         std::string_view name = args[i];
-        if (name == "--help") {
+        if (name == "--help" || name == "-h") {
             help = true;
             return std::nullopt;
         }

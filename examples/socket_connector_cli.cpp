@@ -17,6 +17,12 @@
 // Run `socket-connector --help` for every option. Exit status: 0 when the connector closes
 // normally (grace period over, its only pair done, SIGINT or SIGTERM), 1 on a runtime error
 // (address in use, connection refused, unknown host), 2 on bad arguments.
+//
+// Signals: the first SIGINT or SIGTERM drains (stop accepting, let open pairs finish for up to
+// --drain-timeout); a repeat within a second is the same request delivered twice (coreutils
+// `timeout` and supervisors signal the process, then its whole group); a later one closes the
+// open pairs at once; a third stops the event loops without waiting. --stats is printed on
+// every exit but SIGKILL.
 
 // The command turns on the library's receive hint (see socket_connector/detail/receive_hint.hpp):
 // this is the program's one translation unit that defines the macro, before any of the library's
@@ -27,6 +33,7 @@
 #endif
 
 #include <atomic>
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <exception>
@@ -104,8 +111,21 @@ public:
 
     /// Starts watching for signals, then the connector; call before running the loops.
     void start() {
-        signals_.async_wait([this](const std::error_code& ec, int) { on_signal(ec); });
+        watch_signals();
         asio::co_spawn(strand_, run(), [this](std::exception_ptr e) { on_done(e); });
+    }
+
+    /// What the program prints on stdout and stderr once the loops have stopped (however they
+    /// stopped): --stats, and why a relay that never paired anything has closed.
+    void report() const {
+        const auto total = sum_of(connectors_);
+        if (cfg_.stats) example::print_line(total.to_json() + "\n");
+        if (exit_code() == 0 && !signalled_ && total.connections_total == 0 &&
+            cfg_.timeout != sc::no_timeout && serves())
+            std::fprintf(stderr,
+                         "socket-connector: no pair formed within the %s s grace period; closed "
+                         "(--timeout 0 serves until a signal)\n",
+                         seconds(cfg_.timeout).c_str());
     }
 
     /// 0, or 1 with `error()` set.
@@ -124,6 +144,12 @@ public:
     }
 
 private:
+    static std::string seconds(std::chrono::milliseconds ms) {
+        return fmt::format("{:g}", static_cast<double>(ms.count()) / 1000.0);
+    }
+    /// Whether a side is a server (there is something to wait for).
+    bool serves() const { return is_server(cfg_.mode, 'A') || is_server(cfg_.mode, 'B'); }
+
     asio::awaitable<void> run() {
         // A named variable, not a temporary in the co_await: g++ 12 destroys such a temporary
         // twice.
@@ -170,9 +196,13 @@ private:
                     std::lock_guard lock(mutex_);
                     why = startup_error_.empty() ? ec.message() : startup_error_;
                 }
+                if (ec == asio::error::timed_out)
+                    why += fmt::format(" (allow longer with --connect-timeout SECS; now {})",
+                                       seconds(cfg_.connect_timeout));
                 fail(why);
                 for (auto& started : connectors_)
                     started->close();
+                finished_ = true;
                 signals_.cancel();
                 co_return;
             }
@@ -183,9 +213,15 @@ private:
         auto& first = *connectors_.front();
         if (is_server(cfg_.mode, 'A')) example::print_listening('A', first.side_a_endpoint());
         if (is_server(cfg_.mode, 'B')) example::print_listening('B', first.side_b_endpoint());
+        // Without --verbose nothing else would say that an idle relay closes by itself.
+        if (!cfg_.verbose && cfg_.timeout != sc::no_timeout && serves())
+            std::fprintf(stderr,
+                         "socket-connector: closes once %s s have passed and no pair is open "
+                         "(--timeout 0 serves until a signal)\n",
+                         seconds(cfg_.timeout).c_str());
         for (auto& c : connectors_)
             co_await c->wait_closed();
-        if (cfg_.stats) example::print_line(sum_of(connectors_).to_json() + "\n");
+        finished_ = true;
         signals_.cancel(); // nothing else keeps the first loop running
     }
 
@@ -194,6 +230,7 @@ private:
         fail(describe(e));
         for (auto& c : connectors_) // started before another failed to
             c->close();
+        finished_ = true;
         signals_.cancel();
     }
 
@@ -212,22 +249,37 @@ private:
         }
     }
 
-    void on_signal(const std::error_code& ec) {
-        if (ec) return; // cancelled: the connector has closed
-        if (signalled_) {
-            stop_all(); // a second signal: stop waiting for the close to finish
-            return;
-        }
+    void watch_signals() {
+        signals_.async_wait([this](const std::error_code& ec, int) {
+            if (ec || finished_) return; // cancelled: the connector has closed
+            watch_signals();
+            on_signal();
+        });
+    }
+
+    /// A repeat within this long of the signal acted on is the same request, delivered twice.
+    static constexpr std::chrono::seconds same_request{1};
+
+    void on_signal() {
+        const auto now = std::chrono::steady_clock::now();
+        if (acted_on_ > 0 && now - last_acted_ < same_request) return;
+        last_acted_ = now;
+        ++acted_on_;
         signalled_ = true;
-        signals_.async_wait([this](const std::error_code& next, int) { on_signal(next); });
-        if (connectors_.empty()) {
-            stop_all(); // still starting up (resolving or connecting): nothing to report
+        if (connectors_.empty() || acted_on_ >= 3) {
+            // Still starting up (resolving or connecting), or asked a third time: stop the
+            // loops; serve() still prints what was asked for.
+            stop_all();
             return;
         }
-        // Stop accepting; live pairs may finish for up to --drain-timeout (0: close now).
-        // run() prints the stats and finishes once every connector has closed.
-        for (auto& c : connectors_)
-            c->drain(cfg_.drain_timeout);
+        // First: stop accepting; live pairs may finish for up to --drain-timeout (0: close
+        // now). Second: close them now. run() finishes once every connector has closed.
+        for (auto& c : connectors_) {
+            if (acted_on_ == 1)
+                c->drain(cfg_.drain_timeout);
+            else
+                c->close();
+        }
     }
 
     void stop_all() {
@@ -241,6 +293,9 @@ private:
     asio::signal_set signals_;
     std::vector<std::shared_ptr<sc::connector>> connectors_;
     bool signalled_ = false;
+    bool finished_ = false; // every connector has closed: stop watching for signals
+    int acted_on_ = 0;      // signals acted on (repeats within `same_request` are not)
+    std::chrono::steady_clock::time_point last_acted_{};
     mutable std::mutex mutex_;
     std::string error_;
     std::string startup_error_;        // the last error line logged while starting (under mutex_)
@@ -305,6 +360,7 @@ int serve(config cfg) {
         guard.reset();
     for (auto& t : pool)
         t.join();
+    r.report();
     if (r.exit_code() != 0) std::fprintf(stderr, "socket-connector: %s\n", r.error().c_str());
     return r.exit_code();
 }

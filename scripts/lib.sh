@@ -50,3 +50,39 @@ sc_configure() {
         ${launcher[@]+"${launcher[@]}"} \
         "$@"
 }
+
+# sc_demo_args [MODE] [socket-connector options...]: the arguments scripts/demo runs the command
+# with, one per line. The demo's defaults (server-to-server --a :9000 --b :8000 --verbose
+# --log-traffic --timeout 0) each give way to the same option given here (`--a :9001` or
+# `--a=:9001`); a first argument that is not an option replaces the mode. -h or --help: the
+# command's help alone.
+sc_demo_args() {
+    local mode=server-to-server arg
+    if [[ $# -gt 0 && $1 != -* ]]; then
+        mode=$1
+        shift
+    fi
+    local -A given=()
+    for arg in "$@"; do
+        case $arg in
+        -h | --help | --version)
+            printf '%s\n' "$arg"
+            return 0
+            ;;
+        --*) given[${arg%%=*}]=1 ;;
+        esac
+    done
+    # name and value ("" for a flag)
+    local defaults=(--a :9000 --b :8000 --verbose "" --log-traffic "" --timeout 0)
+    printf '%s\n' "$mode"
+    local i
+    for ((i = 0; i < ${#defaults[@]}; i += 2)); do
+        [[ -n ${given[${defaults[i]}]+set} ]] && continue
+        printf '%s\n' "${defaults[i]}"
+        [[ -n ${defaults[i + 1]} ]] && printf '%s\n' "${defaults[i + 1]}"
+    done
+    # The caller's own, as given.
+    for arg in "$@"; do
+        printf '%s\n' "$arg"
+    done
+}

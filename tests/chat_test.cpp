@@ -465,7 +465,7 @@ asio::awaitable<void> server_exit_codes() {
         INFO("args: " << fmt::format("{}", fmt::join(args, " ")));
         auto server = start_server(args);
         CHECK(co_await exit_of(*server) == 2);
-        CHECK(contains(server->err(), "usage: chat_server"));
+        CHECK(contains(server->err(), "chat_server: try 'chat_server --help' for more information"));
     }
     auto help = start_server({"--help"});
     CHECK(co_await exit_of(*help) == 0);
@@ -552,7 +552,7 @@ asio::awaitable<void> client_cannot_connect() {
         INFO("args: " << fmt::format("{}", fmt::join(args, " ")));
         auto wrong = start_client(args);
         CHECK(co_await exit_of(*wrong) == 2);
-        CHECK(contains(wrong->err(), "usage: chat_client"));
+        CHECK(contains(wrong->err(), "chat_client: try 'chat_client --help' for more information"));
     }
 }
 

@@ -193,7 +193,8 @@ TEST_CASE("the usage text lists every option the parser knows", "[cli_args]") {
                              "--idle-timeout SECS",
                              "--drain-timeout SECS",
                              "--stats",
-                             "--help"}) {
+                             "-h, --help",
+                             "--version"}) {
         INFO(flag);
         CHECK(cli::usage_text.find(flag) != std::string_view::npos);
     }
@@ -228,7 +229,42 @@ TEST_CASE("counts, seconds and keep-alive values are read strictly", "[cli_args]
 
 TEST_CASE("messages quote arguments with control bytes escaped and long ones cut", "[cli_args]") {
     CHECK(rejected({"bad\x1b[2Jmode", "--a", ":0", "--b", ":0"}) ==
-          R"(unknown MODE "bad\x1b[2Jmode")");
+          R"(unknown MODE "bad\x1b[2Jmode" (one of server-to-server, server-to-socket, )"
+          R"(socket-to-server, socket-to-socket))");
     auto message = rejected(with({"--" + std::string(100, 'x')}));
     CHECK(message == "unknown option \"--" + std::string(58, 'x') + "...\"");
+}
+
+TEST_CASE("help, version and the messages a newcomer meets first", "[cli_args]") {
+    CHECK(accepted({"-h"}).help);
+    CHECK(accepted({"server-to-server", "-h"}).help);
+    CHECK(accepted({"--help"}).help);
+    CHECK(accepted({"--version"}).version);
+    CHECK_FALSE(accepted(with({})).version);
+    CHECK(rejected({"--version=1"}) == "--version takes no value");
+    // A trailing option without its value says so, even when the option was given before.
+    CHECK(rejected(with({"--a"})) == "--a needs a value");
+    CHECK(rejected({"server-to-server", "--b", ":0", "--a"}) == "--a needs a value");
+    CHECK(rejected(with({"--a", ":1"})) == "--a is given more than once");
+    // A mode written with underscores or capitals gets a hint.
+    CHECK(rejected({"server_to_server", "--a", ":0", "--b", ":0"}) ==
+          R"(unknown MODE "server_to_server" (did you mean server-to-server?))");
+    CHECK(rejected({"Socket-To-Server", "--a", ":0", "--b", ":0"}) ==
+          R"(unknown MODE "Socket-To-Server" (did you mean socket-to-server?))");
+    // A port out of range names the range.
+    CHECK(rejected({"server-to-server", "--a", ":-1", "--b", ":0"}) ==
+          R"(--a ":-1": the port must be a number from 0 to 65535)");
+    CHECK(rejected({"server-to-server", "--a", ":65536", "--b", ":0"}) ==
+          R"(--a ":65536": the port must be a number from 0 to 65535)");
+}
+
+TEST_CASE("auth tokens apply to socket sides as well as server sides", "[cli_args]") {
+    auto dialed =
+        accepted({"socket-to-server", "--a", "127.0.0.1:1", "--b", ":0", "--auth-a", "t"});
+    CHECK(static_cast<bool>(dialed.a.auth));
+    CHECK_FALSE(static_cast<bool>(dialed.b.auth));
+    auto both = accepted({"socket-to-socket", "--a", "127.0.0.1:1", "--b", "127.0.0.1:2",
+                          "--auth-a", "t", "--auth-b", "u"});
+    CHECK(static_cast<bool>(both.a.auth));
+    CHECK(static_cast<bool>(both.b.auth));
 }

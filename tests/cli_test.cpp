@@ -1,6 +1,8 @@
 // End-to-end tests of the `socket-connector` command: the real binary, driven over loopback.
+#include "support/faults.hpp"
 #include "support/programs.hpp"
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 
@@ -148,13 +150,134 @@ asio::awaitable<void> connection_refused_fails() {
 asio::awaitable<void> bad_arguments_exit_2(std::vector<std::string> args) {
     auto cli = start_cli(std::move(args));
     CHECK(co_await exit_of(*cli) == 2);
-    CHECK(!cli->err().empty());
+    // The reason, then a hint: two lines, not the whole usage (it would scroll the reason off).
+    const auto err = cli->err();
+    INFO("stderr: " << err);
+    CHECK(err.starts_with("socket-connector: "));
+    CHECK(
+        err.ends_with("\nsocket-connector: try 'socket-connector --help' for more information\n"));
+    CHECK(std::count(err.begin(), err.end(), '\n') == 2);
+    CHECK(cli->out().empty());
 }
 
-asio::awaitable<void> help_exits_0() {
-    auto cli = start_cli({"--help"});
+asio::awaitable<void> help_exits_0(std::string flag) {
+    auto cli = start_cli({flag});
     CHECK(co_await exit_of(*cli) == 0);
-    CHECK(cli->out().find("server-to-server") != std::string::npos);
+    CHECK(cli->out().starts_with("usage: socket-connector MODE"));
+    CHECK(cli->err().empty());
+}
+
+asio::awaitable<void> version_exits_0() {
+    auto cli = start_cli({"--version"});
+    CHECK(co_await exit_of(*cli) == 0);
+    CHECK(cli->out() == fmt::format("socket-connector {}\n", sc::version));
+}
+
+/// A relay nobody connects to says, without --verbose, that it will close, and then that it did.
+asio::awaitable<void> idle_relay_says_why_it_closes() {
+    auto cli = start_cli(
+        {"server-to-server", "--a", "127.0.0.1:0", "--b", "127.0.0.1:0", "--timeout", "0.3"});
+    CHECK(co_await exit_of(*cli) == 0);
+    INFO("stderr: " << cli->err());
+    CHECK(cli->err() ==
+          "socket-connector: closes once 0.3 s have passed and no pair is open (--timeout 0 "
+          "serves until a signal)\n"
+          "socket-connector: no pair formed within the 0.3 s grace period; closed (--timeout 0 "
+          "serves until a signal)\n");
+}
+
+/// Both sides on one port: B's failure says that A holds it.
+asio::awaitable<void> same_port_names_the_holder() {
+    auto ex = co_await asio::this_coro::executor;
+    unsigned short port = 0;
+    {
+        auto probe = loopback_acceptor(ex);
+        port = probe.local_endpoint().port();
+    }
+    auto address = fmt::format("127.0.0.1:{}", port);
+    auto cli = start_cli({"server-to-server", "--a", address, "--b", address});
+    CHECK(co_await exit_of(*cli) == 1);
+    CHECK(cli->err() == fmt::format("socket-connector: start-up failed: bind B to {} (side A holds "
+                                    "that port): Address already in use\n",
+                                    address));
+}
+
+/// A connect that gets no answer (a listener whose backlog is full drops SYNs) names the option
+/// that bounds it.
+asio::awaitable<void> connect_timeout_names_the_option() {
+    auto ex = co_await asio::this_coro::executor;
+    tcp::acceptor target(ex);
+    target.open(tcp::v4());
+    target.bind(loopback(0));
+    target.listen(0);
+    std::vector<tcp::socket> fillers;
+    bool full = false;
+    for (int i = 0; i < 8 && !full; ++i) {
+        tcp::socket s(ex);
+        asio::steady_timer t(ex, 300ms);
+        auto r = co_await (s.async_connect(target.local_endpoint(), use_tuple) ||
+                           t.async_wait(use_tuple));
+        if (r.index() == 1)
+            full = true;
+        else
+            fillers.push_back(std::move(s));
+    }
+    REQUIRE(full);
+    auto address = fmt::format("127.0.0.1:{}", target.local_endpoint().port());
+    auto cli = start_cli(
+        {"socket-to-server", "--a", address, "--b", "127.0.0.1:0", "--connect-timeout", "0.5"});
+    CHECK(co_await exit_of(*cli) == 1);
+    INFO("stderr: " << cli->err());
+    CHECK(cli->err().starts_with(fmt::format(
+        "socket-connector: start-up failed: connect A to {}: no answer within 500 ms", address)));
+    CHECK(cli->err().ends_with(" (allow longer with --connect-timeout SECS; now 0.5)\n"));
+}
+
+/// --auth-a on a side the command dials: the peer it reaches must send the token line first;
+/// what follows is relayed, the token is not.
+asio::awaitable<void> dialed_side_authenticates() {
+    auto ex = co_await asio::this_coro::executor;
+    auto service = loopback_acceptor(ex);
+    auto cli = start_cli({"socket-to-server", "--a",
+                          fmt::format("127.0.0.1:{}", service.local_endpoint().port()), "--b",
+                          "127.0.0.1:0", "--auth-a", "s3cret", "--timeout", "0", "--stats"});
+    auto a = co_await service.async_accept(asio::use_awaitable);
+    auto port_b = co_await started_port(*cli, 'B');
+    auto b = co_await connect_to(port_b);
+    auto from_a = pattern(71, 1u << 20);
+    std::string token = "s3cret\n";
+    co_await send_all(a, std::vector<char>(token.begin(), token.end()), false);
+    auto from_b = pattern(72, 300000);
+    auto [at_a, at_b] = co_await (send_and_receive(a, from_a) && send_and_receive(b, from_b));
+    CHECK(at_b.size() == from_a.size());
+    CHECK(checksum(at_b) == checksum(from_a));
+    CHECK(checksum(at_a) == checksum(from_b));
+    CHECK(co_await exit_of(*cli) == 0); // its only pair is done
+    CHECK(stats_field(stats_line(cli->out()), "bytes_a_to_b") ==
+          static_cast<long long>(from_a.size()));
+}
+
+/// ...and a dialed peer with the wrong token gets nothing relayed: the command closes.
+asio::awaitable<void> dialed_side_with_wrong_token() {
+    auto ex = co_await asio::this_coro::executor;
+    auto service = loopback_acceptor(ex);
+    auto cli = start_cli({"socket-to-server", "--a",
+                          fmt::format("127.0.0.1:{}", service.local_endpoint().port()), "--b",
+                          "127.0.0.1:0", "--auth-a", "s3cret", "--timeout", "0", "--stats"});
+    auto a = co_await service.async_accept(asio::use_awaitable);
+    auto port_b = co_await started_port(*cli, 'B');
+    auto b = co_await connect_to(port_b);
+    co_await send_text(a, "wrong\nsecret data", false);
+    // B is closed (by an end of stream, or a reset if the listener closed before accepting it),
+    // having received nothing.
+    close_watch at_b;
+    co_await watch_until_closed(b, at_b);
+    CHECK(at_b.received == 0);
+    CHECK(co_await exit_of(*cli) == 0);
+    INFO("stderr: " << cli->err());
+    CHECK(cli->err().find("authentication of 127.0.0.1:") != std::string::npos);
+    CHECK(cli->err().find("s3cret") == std::string::npos);
+    CHECK(stats_field(stats_line(cli->out()), "auth_failures") == 1);
 }
 
 std::string temp_file(const char* name) {
@@ -243,9 +366,38 @@ TEST_CASE("the command exits 2 on bad arguments", "[cli]") {
     }
 }
 
-TEST_CASE("the command prints usage for --help", "[cli]") {
+TEST_CASE("the command prints usage for --help and -h, and its version", "[cli]") {
+    for (std::string flag : {"--help", "-h"}) {
+        asio::io_context io;
+        run(io, help_exits_0(flag));
+    }
     asio::io_context io;
-    run(io, help_exits_0());
+    run(io, version_exits_0());
+}
+
+TEST_CASE("an idle relay says it closes after the grace period, and then that it did", "[cli]") {
+    asio::io_context io;
+    run(io, idle_relay_says_why_it_closes());
+}
+
+TEST_CASE("the command names side A when B cannot bind A's port", "[cli]") {
+    asio::io_context io;
+    run(io, same_port_names_the_holder());
+}
+
+TEST_CASE("a connect that times out names --connect-timeout", "[cli]") {
+    asio::io_context io;
+    run(io, connect_timeout_names_the_option());
+}
+
+TEST_CASE("the command's auth token on a side it dials: the peer must send it first",
+          "[cli][auth]") {
+    {
+        asio::io_context io;
+        run(io, dialed_side_authenticates());
+    }
+    asio::io_context io;
+    run(io, dialed_side_with_wrong_token());
 }
 
 TEST_CASE("real ncat clients relay a file through the command byte for byte", "[cli][ncat]") {

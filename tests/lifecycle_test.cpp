@@ -88,6 +88,60 @@ asio::awaitable<void> live_pair_outlasts_grace() {
     CHECK(c->connections() == 0);
     auto ec = co_await try_connect(port_a);
     CHECK(ec == asio::error::connection_refused);
+    CHECK(capture.contains("info closing: the last connection ended after the grace period"));
+}
+
+/// A pair that ends before the grace period has passed: the connector closes when it passes, and
+/// says so (not that the last connection ended after it).
+asio::awaitable<void> pair_ended_before_grace() {
+    auto ex = co_await asio::this_coro::executor;
+    log_capture capture;
+    sc::options o = loopback_options();
+    o.timeout = 2s; // long enough for the pair to form and end before it passes, even under TSan
+    o.verbose = true;
+    o.logger = capture.logger();
+    auto c = co_await sc::server_to_server(ex, std::move(o));
+    {
+        tcp::socket a(ex);
+        tcp::socket b(ex);
+        co_await form_pair(*c, a, b);
+    } // both closed: the pair ends
+    CHECK(co_await eventually([&] { return c->connections() == 0; }));
+    CHECK(!c->closed()); // the grace period has not passed yet
+    co_await c->wait_closed();
+    INFO(capture.all());
+    CHECK(capture.contains("info closing: the grace period has passed with no connection open"));
+    CHECK(!capture.contains("after the grace period"));
+}
+
+/// close-down messages say what happened in users' words, counting in the singular for one.
+asio::awaitable<void> drain_messages() {
+    auto ex = co_await asio::this_coro::executor;
+    log_capture capture;
+    sc::options o = loopback_options();
+    o.timeout = sc::no_timeout;
+    o.verbose = true;
+    o.logger = capture.logger();
+    auto c = co_await sc::server_to_server(ex, std::move(o));
+    tcp::socket a(ex);
+    tcp::socket b(ex);
+    co_await form_pair(*c, a, b);
+    c->drain(std::chrono::milliseconds(0));
+    co_await c->wait_closed();
+    INFO(capture.all());
+    CHECK(capture.contains(
+        "info closing: asked to stop with no time to drain: closing 1 open connection now"));
+
+    log_capture idle;
+    sc::options quiet = loopback_options();
+    quiet.timeout = sc::no_timeout;
+    quiet.verbose = true;
+    quiet.logger = idle.logger();
+    auto d = co_await sc::server_to_server(ex, std::move(quiet));
+    d->drain(std::chrono::seconds(5));
+    co_await d->wait_closed();
+    INFO(idle.all());
+    CHECK(idle.contains("info closing: asked to stop, and no connection is open"));
 }
 
 asio::awaitable<void> close_closes_everything() {
@@ -351,6 +405,17 @@ TEST_CASE("a pair live at the grace timeout keeps the connector open until it en
           "[lifecycle]") {
     asio::io_context io;
     run(io, live_pair_outlasts_grace(), 15s);
+}
+
+TEST_CASE("a pair that ended before the grace period: closed when it passes, said so",
+          "[lifecycle]") {
+    asio::io_context io;
+    run(io, pair_ended_before_grace(), 15s);
+}
+
+TEST_CASE("drain() logs what it does in users' words", "[lifecycle]") {
+    asio::io_context io;
+    run(io, drain_messages(), 15s);
 }
 
 TEST_CASE("close() closes pending sides and live connections and completes wait_closed",

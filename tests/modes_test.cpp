@@ -387,7 +387,7 @@ asio::awaitable<void> host_and_port_strings() {
     o.a.host = "127.0.0.1";
     o.a.port = "0";
     o.b.host = "127.0.0.1";
-    o.b.port = std::to_string(t->port());
+    o.b.port = t->port(); // a number, as well as a string (A's)
     o.multi = true;
     auto c = co_await sc::server_to_socket(ex, std::move(o));
     CHECK(c->side_a_endpoint().address() == asio::ip::address_v4::loopback());

@@ -4,7 +4,10 @@
 
 #include <array>
 #include <chrono>
+#include <csignal>
+#include <memory>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "support/faults.hpp"
@@ -26,10 +29,13 @@ asio::awaitable<bool> refused_within(unsigned short port, std::chrono::milliseco
     }
 }
 
-asio::awaitable<void> drain_lets_pair_finish() {
+/// `group_too`: the signal also goes to the command's process group at once, as coreutils
+/// `timeout` and supervisors send it: the repeat is the same request and the drain goes on.
+asio::awaitable<void> drain_lets_pair_finish(bool group_too) {
     auto ex = co_await asio::this_coro::executor;
     auto cli = start_cli({"server-to-server", "--a", "127.0.0.1:0", "--b", "127.0.0.1:0",
-                          "--timeout", "0", "--drain-timeout", "5", "--stats"});
+                          "--timeout", "0", "--drain-timeout", "5", "--stats"},
+                         {.new_process_group = true});
     auto port_a = co_await started_port(*cli, 'A');
     auto port_b = co_await started_port(*cli, 'B');
     tcp::socket a(ex);
@@ -44,6 +50,7 @@ asio::awaitable<void> drain_lets_pair_finish() {
     auto got_head = co_await read_exactly(b, head.size());
     auto signalled = steady::now();
     cli->signal(SIGTERM);
+    if (group_too) cli->signal_group(SIGTERM);
     // New connections are refused at once...
     bool refused_a = co_await refused_within(port_a, 2s);
     bool refused_b = co_await refused_within(port_b, 2s);
@@ -174,11 +181,116 @@ asio::awaitable<void> sigterm_without_drain_closes_at_once() {
     CHECK(co_await exit_of(*cli, 3s) == 0);
 }
 
+/// The stats line of a command that relayed one pair (form_pair's byte each way): present, and
+/// right.
+void check_stats_of_one_pair(child_process& cli) {
+    auto json = stats_line(cli.out());
+    INFO("stdout: " << cli.out() << "\nstderr: " << cli.err());
+    REQUIRE(!json.empty());
+    CHECK(stats_field(json, "connections_total") == 1);
+    CHECK(stats_field(json, "bytes_a_to_b") == 1);
+    CHECK(stats_field(json, "bytes_b_to_a") == 1);
+}
+
+/// A signal to the process and its group at once, with no drain time: the command closes at
+/// once, exits 0 and prints its stats, every time (the stats used to be lost when the repeat cut
+/// the close short).
+asio::awaitable<void> doubled_signal_keeps_stats(int sig) {
+    auto ex = co_await asio::this_coro::executor;
+    for (int round = 0; round < 5; ++round) {
+        INFO("round " << round);
+        auto cli = start_cli({"server-to-server", "--a", "127.0.0.1:0", "--b", "127.0.0.1:0",
+                              "--timeout", "0", "--stats", "--verbose"},
+                             {.new_process_group = true});
+        auto port_a = co_await started_port(*cli, 'A');
+        auto port_b = co_await started_port(*cli, 'B');
+        tcp::socket a(ex);
+        tcp::socket b(ex);
+        co_await form_pair(port_a, port_b, a, b);
+        cli->signal(sig);
+        cli->signal_group(sig);
+        CHECK(co_await exit_of(*cli, 5s) == 0);
+        check_stats_of_one_pair(*cli);
+    }
+}
+
+/// coreutils `timeout` itself, which sends SIGTERM to the command and then to its group.
+asio::awaitable<void> under_coreutils_timeout() {
+    auto ex = co_await asio::this_coro::executor;
+    // By pointer, as start_program holds its children (support/programs.hpp says why).
+    auto cli = std::make_unique<child_process>(
+        std::vector<std::string>{"timeout", "3", program_path("socket-connector"),
+                                 "server-to-server", "--a", "127.0.0.1:0", "--b", "127.0.0.1:0",
+                                 "--timeout", "0", "--stats", "--verbose"},
+        "/dev/null", child_limits{.new_process_group = true});
+    auto port_a = co_await started_port(*cli, 'A');
+    auto port_b = co_await started_port(*cli, 'B');
+    tcp::socket a(ex);
+    tcp::socket b(ex);
+    co_await form_pair(port_a, port_b, a, b);
+    CHECK(co_await exit_of(*cli, 10s) == 124); // timeout's status when it had to signal
+    check_stats_of_one_pair(*cli);
+}
+
+/// A second signal a while after the first ends the drain: the open pair is closed at once and
+/// the command exits 0 with its stats.
+asio::awaitable<void> second_signal_ends_the_drain() {
+    auto ex = co_await asio::this_coro::executor;
+    auto cli = start_cli({"server-to-server", "--a", "127.0.0.1:0", "--b", "127.0.0.1:0",
+                          "--timeout", "0", "--drain-timeout", "60", "--stats"},
+                         {.new_process_group = true});
+    auto port_a = co_await started_port(*cli, 'A');
+    auto port_b = co_await started_port(*cli, 'B');
+    tcp::socket a(ex);
+    tcp::socket b(ex);
+    co_await form_pair(port_a, port_b, a, b);
+    cli->signal(SIGTERM);
+    CHECK(co_await refused_within(port_a, 2s)); // draining: no longer accepting
+    // Past the second within which a repeat counts as the same request (a wait for time to pass,
+    // not for an event).
+    co_await pause(1200ms);
+    CHECK(!cli->exit_code().has_value()); // still draining: the pair is open
+    close_watch at_a;
+    close_watch at_b;
+    auto signalled = steady::now();
+    cli->signal(SIGTERM);
+    asio::steady_timer limit(ex, 5s);
+    auto outcome = co_await ((watch_until_closed(a, at_a) && watch_until_closed(b, at_b)) ||
+                             limit.async_wait(use_tuple));
+    CHECK(outcome.index() == 0);
+    CHECK(seconds_between(signalled, at_a.at) < 2.0);
+    CHECK(co_await exit_of(*cli, 3s) == 0);
+    check_stats_of_one_pair(*cli);
+}
+
 } // namespace
 
 TEST_CASE("SIGTERM with --drain-timeout: a live pair finishes, then exit 0", "[faults]") {
     asio::io_context io;
-    run(io, drain_lets_pair_finish(), 30s);
+    run(io, drain_lets_pair_finish(false), 30s);
+}
+
+TEST_CASE("SIGTERM to the command and its group at once: the drain goes on", "[faults]") {
+    asio::io_context io;
+    run(io, drain_lets_pair_finish(true), 30s);
+}
+
+TEST_CASE("SIGTERM or SIGINT twice at once: stats printed on every exit", "[faults]") {
+    for (int sig : {SIGTERM, SIGINT}) {
+        INFO("signal " << sig);
+        asio::io_context io;
+        run(io, doubled_signal_keeps_stats(sig), 60s);
+    }
+}
+
+TEST_CASE("under coreutils timeout the command exits with its stats", "[faults]") {
+    asio::io_context io;
+    run(io, under_coreutils_timeout(), 30s);
+}
+
+TEST_CASE("a second SIGTERM a while later ends the drain at once", "[faults]") {
+    asio::io_context io;
+    run(io, second_signal_ends_the_drain(), 30s);
 }
 
 TEST_CASE("SIGTERM with --drain-timeout: a pair still open at the timeout is closed", "[faults]") {

@@ -65,13 +65,14 @@ inline bool is_ascii_hex(char c) noexcept {
 /// Reads a decimal port, 0 to 65535, with 1 to 5 digits and nothing else; null or the reason.
 inline const char* port_error(std::string_view text, std::uint16_t& port) noexcept {
     if (text.empty()) return "missing port after ':'";
-    if (text.size() > 5) return "the port has more than 5 digits";
+    constexpr const char* range = "the port must be a number from 0 to 65535";
+    if (text.size() > 5) return range;
     std::uint32_t value = 0;
     for (char c : text) {
-        if (!is_ascii_digit(c)) return "the port must be a decimal number";
+        if (!is_ascii_digit(c)) return range;
         value = value * 10 + static_cast<std::uint32_t>(c - '0');
     }
-    if (value > 65535) return "the port must be at most 65535";
+    if (value > 65535) return range;
     port = static_cast<std::uint16_t>(value);
     return nullptr;
 }

@@ -36,7 +36,6 @@ namespace detail {
 /// What a connector shares with its connections (they may outlive it by a moment).
 struct relay_context {
     socket_connector::logger log;
-    bool verbose = false;
     bool log_traffic = false;
     bool zero_copy = true;
     /// The connector's io_context is run by one thread (`options::io_run_by_one_thread`).

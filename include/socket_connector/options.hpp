@@ -2,10 +2,13 @@
 
 #include <atomic>
 #include <chrono>
+#include <concepts>
 #include <cstddef>
 #include <functional>
 #include <memory>
+#include <stdexcept>
 #include <string>
+#include <string_view>
 
 #include <asio/any_io_executor.hpp>
 #include <asio/basic_stream_socket.hpp>
@@ -23,19 +26,51 @@ class basic_connection;
 /// A grace `timeout` that never expires: the connector serves until `close()`.
 inline constexpr std::chrono::milliseconds no_timeout = std::chrono::milliseconds::max();
 
+/// The port of a side that names a `host`: a number (`.port = 8050`) or what the resolver takes
+/// (`.port = "8050"`, `.port = "https"`). Empty: port 0 (a server side lets the OS choose).
+class port_or_service {
+public:
+    port_or_service() = default;
+    port_or_service(const char* text)
+        : text_(text ? text : "") {}
+    port_or_service(std::string text)
+        : text_(std::move(text)) {}
+    port_or_service(std::string_view text)
+        : text_(text) {}
+    /// A port number; throws `std::out_of_range` unless it is 0 to 65535.
+    template <std::integral Number>
+    requires(!std::same_as<Number, bool> && !std::same_as<Number, char>)
+        port_or_service(Number port) {
+        if (port < 0 || static_cast<unsigned long long>(port) > 65535)
+            throw std::out_of_range("a port must be 0 to 65535 (got " + std::to_string(port) + ")");
+        text_ = std::to_string(port);
+    }
+
+    const std::string& str() const noexcept { return text_; }
+    bool empty() const noexcept { return text_.empty(); }
+    void clear() noexcept { text_.clear(); }
+    friend bool operator==(const port_or_service&, const port_or_service&) = default;
+
+private:
+    std::string text_;
+};
+
 /// How one side of a connector is reached, checked and transformed.
 ///
 /// A server side binds `endpoint` (default: all IPv4 interfaces, a port the OS chooses); a
 /// socket side connects to it. With IP protocols, a non-empty `host` (and `port`, a number or a
 /// service name) is resolved instead: the first address is bound, or each address is tried in
 /// turn when connecting.
+///
+/// Fields in the order designated initialisers must follow: `endpoint`, `host`, `port`, `auth`,
+/// `transform`, `keepalive`, `reuse_port`.
 template <class Protocol, class Executor = asio::any_io_executor>
 struct basic_side_options {
     using socket_type = asio::basic_stream_socket<Protocol, Executor>;
 
     typename Protocol::endpoint endpoint{};
     std::string host{};
-    std::string port{};
+    port_or_service port{};
     /// Runs on each socket of this side (accepted or dialed) before it may be paired; empty: all
     /// are accepted.
     any_auth_verifier<socket_type> auth{};
@@ -73,6 +108,12 @@ private:
 };
 
 /// Everything a connector is told when it is made; see the four factories in connector.hpp.
+///
+/// Fields in the order designated initialisers must follow: `a`, `b`, `verbose`, `log_traffic`,
+/// `zero_copy`, `logger`, `timeout`, `auth_timeout`, `connect_timeout`, `max_pending`,
+/// `max_connections`, `limit_group`, `idle_timeout`, `io_run_by_one_thread`, `multi`,
+/// `before_joining`. Hand a factory a named variable (or a function's result): g++ 12
+/// miscompiles a braced temporary in a `co_await` (see connector.hpp).
 template <class Protocol, class Executor = asio::any_io_executor>
 struct basic_options {
     basic_side_options<Protocol, Executor> a{};

@@ -12,3 +12,4 @@
 #include <socket_connector/side.hpp>
 #include <socket_connector/socket_options.hpp>
 #include <socket_connector/stats.hpp>
+#include <socket_connector/version.hpp>

@@ -25,3 +25,12 @@ step(configure ${CMAKE_COMMAND} -S ${SOURCE_DIR} -B ${BINARY_DIR}
     -DCMAKE_PREFIX_PATH=${PREFIX})
 step(build ${CMAKE_COMMAND} --build ${BINARY_DIR})
 step(run ${BINARY_DIR}/cmake_consumer)
+
+# The command is installed too, and reports the package's version.
+if(BINDIR AND VERSION)
+    set(command ${PREFIX}/${BINDIR}/socket-connector)
+    execute_process(COMMAND ${command} --version RESULT_VARIABLE result OUTPUT_VARIABLE out)
+    if(NOT result EQUAL 0 OR NOT out STREQUAL "socket-connector ${VERSION}\n")
+        message(FATAL_ERROR "cmake_consumer: ${command} --version gave ${result}: '${out}'")
+    endif()
+endif()

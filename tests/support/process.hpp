@@ -37,6 +37,9 @@ struct child_limits {
     /// Close every descriptor above stderr that the child would inherit (Asio's sockets are not
     /// close-on-exec), so `max_fds` counts the child's own descriptors only.
     bool close_inherited = false;
+    /// Start the child in a process group of its own (so `signal_group` reaches it and what it
+    /// starts, as a supervisor or coreutils `timeout` signals a group, and nothing else).
+    bool new_process_group = false;
 };
 
 class child_process {
@@ -44,7 +47,8 @@ public:
     /// Starts `args[0]` (a path, or a name looked up in PATH) with `args`; stdin comes from
     /// `stdin_path` (or /dev/null); `limits` are applied before exec.
     explicit child_process(std::vector<std::string> args, std::string stdin_path = "/dev/null",
-                           child_limits limits = {}) {
+                           child_limits limits = {})
+        : limits_(limits) {
         int out[2];
         int err[2];
         if (::pipe2(out, O_CLOEXEC) != 0 || ::pipe2(err, O_CLOEXEC) != 0)
@@ -57,6 +61,7 @@ public:
         pid_ = ::fork();
         if (pid_ < 0) throw std::runtime_error("fork failed");
         if (pid_ == 0) {
+            if (limits.new_process_group) ::setpgid(0, 0);
             int in = ::open(stdin_path.c_str(), O_RDONLY);
             if (in >= 0) ::dup2(in, 0);
             ::dup2(out[1], 1);
@@ -77,6 +82,8 @@ public:
             [[maybe_unused]] auto ignored = ::write(2, failed, sizeof failed - 1);
             ::_exit(127);
         }
+        // Also here, so that the group exists before this returns (either call may come first).
+        if (limits.new_process_group) ::setpgid(pid_, pid_);
         ::close(out[1]);
         ::close(err[1]);
         out_reader_ = std::thread([this, fd = out[0]] { drain(fd, out_); });
@@ -88,7 +95,7 @@ public:
 
     ~child_process() {
         if (!status_) {
-            ::kill(pid_, SIGKILL);
+            ::kill(limits_.new_process_group ? -pid_ : pid_, SIGKILL);
             int status = 0;
             ::waitpid(pid_, &status, 0);
         }
@@ -96,6 +103,10 @@ public:
     }
 
     void signal(int sig) const { ::kill(pid_, sig); }
+    /// Signals the child's whole process group (started with `new_process_group` only).
+    void signal_group(int sig) const {
+        if (limits_.new_process_group) ::kill(-pid_, sig);
+    }
 
     pid_t pid() const noexcept { return pid_; }
 
@@ -147,6 +158,7 @@ private:
         ::close(fd);
     }
 
+    child_limits limits_;
     pid_t pid_ = -1;
     std::optional<int> status_;
     std::mutex mutex_;

@@ -30,11 +30,11 @@ resolve(asio::any_io_executor ex, side_id id, const basic_side_options<Protocol,
             auto flags =
                 passive ? Protocol::resolver::passive : typename Protocol::resolver::flags();
             // Named, not temporaries: g++ 12 destroys temporaries in a co_await twice.
-            const std::string port = so.port.empty() ? std::string("0") : so.port;
+            const std::string port = so.port.empty() ? std::string("0") : so.port.str();
             auto [ec, results] = co_await resolver.async_resolve(so.host, port, flags, use_tuple);
             if (ec)
                 throw std::system_error(
-                    ec, fmt::format("resolve {} {}:{}", to_string(id), so.host, so.port));
+                    ec, fmt::format("resolve {} {}:{}", to_string(id), so.host, so.port.str()));
             for (const auto& entry : results)
                 endpoints.push_back(entry.endpoint());
             co_return endpoints;
@@ -48,7 +48,7 @@ resolve(asio::any_io_executor ex, side_id id, const basic_side_options<Protocol,
 template <class Endpoint, class SideOptions>
 std::string target_name(const std::vector<Endpoint>& targets, const SideOptions& so) {
     return so.host.empty() && so.port.empty() ? to_string(targets.front())
-                                              : fmt::format("{}:{}", so.host, so.port);
+                                              : fmt::format("{}:{}", so.host, so.port.str());
 }
 
 template <class Endpoint>

@@ -18,9 +18,10 @@ namespace socket_connector::detail {
 
 /// What the connector has at a moment, for `lifecycle::reason_to_close`.
 struct lifecycle_facts {
-    std::size_t live = 0;    ///< connections relaying
-    bool can_accept = false; ///< a server side is still open
-    bool waiting = false;    ///< sides authenticating, pending or being dialed
+    std::size_t live = 0;           ///< connections relaying
+    bool can_accept = false;        ///< a server side is still open
+    bool waiting = false;           ///< sides authenticating, pending or being dialed
+    bool grace_just_passed = false; ///< asked as the grace period passes, not as a pair ends
 };
 
 class lifecycle {
@@ -72,9 +73,11 @@ public:
     std::optional<std::string> reason_to_close(const lifecycle_facts& now) const {
         if (closing_ || now.live > 0) return std::nullopt;
         if (draining_) return "drained: every connection has ended";
-        if (grace_passed_)
-            return paired_once_ ? "the last connection ended after the grace period"
-                                : "no connection within the grace period";
+        if (grace_passed_) {
+            if (!paired_once_) return "no connection within the grace period";
+            return now.grace_just_passed ? "the grace period has passed with no connection open"
+                                         : "the last connection ended after the grace period";
+        }
         if (paired_once_ && !now.can_accept && !now.waiting) return "its only connection has ended";
         return std::nullopt;
     }

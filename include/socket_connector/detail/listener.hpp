@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <system_error>
 #include <utility>
@@ -64,8 +65,11 @@ public:
 
     /// Binds side `id` as its options say and listens. Throws `std::system_error` naming the
     /// step, the side and the endpoint ("bind A to 0.0.0.0:9000: Address already in use").
+    /// `other`: where the connector's other side is bound, if it is; a bind that fails because
+    /// that side holds the port says so.
     static asio::awaitable<listener> open(Executor ex, asio::any_io_executor strand, side_id id,
-                                          const basic_side_options<Protocol, Executor>& so) {
+                                          const basic_side_options<Protocol, Executor>& so,
+                                          std::optional<endpoint_type> other = std::nullopt) {
         auto endpoints = co_await resolve(strand, id, so, true);
         const endpoint_type& endpoint = endpoints.front();
         acceptor_type acceptor(ex);
@@ -86,7 +90,14 @@ public:
             throw fail("SO_REUSEPORT on");
 #endif
         }
-        if (acceptor.bind(endpoint, ec); ec) throw fail("bind");
+        if (acceptor.bind(endpoint, ec); ec) {
+            if (ec == asio::error::address_in_use && other && port_of(endpoint) != 0 &&
+                port_of(*other) == port_of(endpoint))
+                throw std::system_error(ec, fmt::format("bind {} to {} (side {} holds that port)",
+                                                        to_string(id), detail::to_string(endpoint),
+                                                        to_string(socket_connector::other(id))));
+            throw fail("bind");
+        }
         const bool inherits = set_options_to_inherit(acceptor, so);
         if (acceptor.listen(asio::socket_base::max_listen_connections, ec); ec)
             throw fail("listen");

@@ -1,7 +1,9 @@
 #pragma once
 
+#include <cstddef>
 #include <span>
 #include <string>
+#include <string_view>
 
 namespace socket_connector::detail {
 
@@ -13,6 +15,15 @@ inline std::string printable(std::span<const char> bytes) {
         auto c = static_cast<unsigned char>(bytes[i]);
         if (c >= 0x20 && c < 0x7f) text[i] = static_cast<char>(c);
     }
+    return text;
+}
+
+/// "1 connection", "2 connections": a count and a noun that takes an -s in the plural.
+inline std::string count_of(std::size_t n, std::string_view noun) {
+    std::string text = std::to_string(n);
+    text += ' ';
+    text += noun;
+    if (n != 1) text += 's';
     return text;
 }
 

@@ -22,7 +22,6 @@ basic_connector<Protocol, Executor>::basic_connector(detail::connector_key, conn
     , context_(std::make_shared<detail::relay_context>())
     , lifecycle_(strand_) {
     context_->log = opts_.logger ? opts_.logger : stderr_logger();
-    context_->verbose = opts_.verbose;
     context_->log_traffic = opts_.log_traffic;
     context_->zero_copy = opts_.zero_copy;
     context_->io_run_by_one_thread = opts_.io_run_by_one_thread;
@@ -105,7 +104,10 @@ asio::awaitable<void> basic_connector<Protocol, Executor>::start() {
 
 template <class Protocol, class Executor>
 asio::awaitable<void> basic_connector<Protocol, Executor>::listen(side_id id) {
-    auto l = co_await listener_type::open(ex_, strand_, id, side_opts(id));
+    std::optional<endpoint_type> other;
+    if (listeners_[index(socket_connector::other(id))])
+        other = local_[index(socket_connector::other(id))];
+    auto l = co_await listener_type::open(ex_, strand_, id, side_opts(id), other);
     local_[index(id)] = l.local_endpoint();
     listeners_[index(id)].emplace(std::move(l));
 }
@@ -120,6 +122,12 @@ basic_connector<Protocol, Executor>::dial_up_front(side_id id) {
     // Cancelled (the connector is closing, or the other dial of a pair failed): the cause is
     // reported elsewhere.
     if (ec == asio::error::operation_aborted) throw std::system_error(ec, "connect cancelled");
+    if (ec == asio::error::timed_out)
+        throw std::system_error(
+            ec, fmt::format("connect {} to {}: no answer within {} ms "
+                            "(connect_timeout)",
+                            to_string(id), detail::target_name(dialer.targets(), side_opts(id)),
+                            opts_.connect_timeout.count()));
     if (ec)
         throw std::system_error(ec,
                                 fmt::format("connect {} to {}", to_string(id),
@@ -189,18 +197,18 @@ std::string basic_connector<Protocol, Executor>::why_refuse(side_id id) const {
             // while their dials are under way.
             auto coming = group ? group->pending_a() : waiting_on(side_id::a);
             if (live + coming >= opts_.max_connections)
-                return fmt::format("{} connections open and {} being made (max_connections)", live,
-                                   coming);
+                return fmt::format("{} open and {} being made (max_connections)",
+                                   detail::count_of(live, "connection"), coming);
         } else if (live >= opts_.max_connections) {
-            return fmt::format("{} connections open (max_connections)", live);
+            return fmt::format("{} open (max_connections)", detail::count_of(live, "connection"));
         }
     }
     if (opts_.max_pending > 0) {
         auto waiting =
             group ? (id == side_id::a ? group->pending_a() : group->pending_b()) : waiting_on(id);
         if (waiting >= opts_.max_pending)
-            return fmt::format("{} {} sockets already pending (max_pending)", waiting,
-                               to_string(id));
+            return fmt::format("{} already pending (max_pending)",
+                               detail::count_of(waiting, fmt::format("{} socket", to_string(id))));
     }
     return {};
 }

@@ -24,9 +24,13 @@ void basic_connector<Protocol, Executor>::stop_accepting() {
 template <class Protocol, class Executor>
 void basic_connector<Protocol, Executor>::drain_now(std::chrono::milliseconds limit) {
     if (lifecycle_.closing() || lifecycle_.draining()) return;
-    if (limit.count() <= 0 || live_.empty()) return close_now("draining: closed at once");
+    if (live_.empty()) return close_now("asked to stop, and no connection is open");
+    if (limit.count() <= 0)
+        return close_now(fmt::format("asked to stop with no time to drain: closing {} now",
+                                     detail::count_of(live_.size(), "open connection")));
     lifecycle_.begin_draining();
-    info("draining: {} connection(s) may finish within {} ms", live_.size(), limit.count());
+    info("asked to stop: no new sockets; {} may finish within {} ms",
+         detail::count_of(live_.size(), "open connection"), limit.count());
     stop_accepting();
     spawn(drain_deadline(limit));
 }
@@ -36,7 +40,7 @@ asio::awaitable<void> basic_connector<Protocol, Executor>::grace() {
     auto self = this->shared_from_this();
     if (!co_await lifecycle_.grace(opts_.timeout)) co_return;
     info("grace period of {} ms has passed", opts_.timeout.count());
-    maybe_finish();
+    maybe_finish(true);
 }
 
 template <class Protocol, class Executor>
@@ -44,12 +48,13 @@ asio::awaitable<void>
 basic_connector<Protocol, Executor>::drain_deadline(std::chrono::milliseconds limit) {
     auto self = this->shared_from_this();
     if (!co_await lifecycle_.drain_deadline(limit)) co_return;
-    close_now(fmt::format("drain timeout: closing {} connection(s)", live_.size()));
+    close_now(fmt::format("the drain time is over: closing {} still open",
+                          detail::count_of(live_.size(), "connection")));
 }
 
 /// Closes the connector if nothing is left for it to do.
 template <class Protocol, class Executor>
-void basic_connector<Protocol, Executor>::maybe_finish() {
+void basic_connector<Protocol, Executor>::maybe_finish(bool grace_just_passed) {
     if (lifecycle_.closing()) {
         if (live_.empty() && !closed_) finish_close();
         return;
@@ -61,7 +66,9 @@ void basic_connector<Protocol, Executor>::maybe_finish() {
     for (auto& d : dialers_)
         dialing += d ? d->dialing() : 0;
     const bool waiting = !pairing_.empty() || !authenticating_.empty() || dialing > 0;
-    if (auto why = lifecycle_.reason_to_close({live_.size(), can_accept, waiting})) close_now(*why);
+    if (auto why =
+            lifecycle_.reason_to_close({live_.size(), can_accept, waiting, grace_just_passed}))
+        close_now(*why);
 }
 
 template <class Protocol, class Executor>

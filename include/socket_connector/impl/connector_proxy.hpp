@@ -41,8 +41,12 @@ void basic_connector<Protocol, Executor>::dialed_for(arrival_ptr a, std::error_c
     if (ec) {
         // Cancelled: the connector is closing, and says so itself.
         if (ec != asio::error::operation_aborted && a->side->state() == side_state::pending)
-            log(log_level::warning, "connect B to {}: {}; closing A {}",
+            log(log_level::warning, "connect B to {}: {}{}; closing A {}",
                 detail::target_name(dialers_[1]->targets(), opts_.b), ec.message(),
+                ec == asio::error::timed_out
+                    ? fmt::format(" (no answer within {} ms, connect_timeout)",
+                                  opts_.connect_timeout.count())
+                    : std::string(),
                 a->side->remote());
         return drop(a, "");
     }
