@@ -1,6 +1,7 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -110,10 +111,9 @@ public:
         , a_(std::move(a))
         , b_(std::move(b))
         , id_(id)
-        , context_(std::move(context)) {
-        handoffs_[0] = std::move(from_a);
-        handoffs_[1] = std::move(from_b);
-    }
+        , context_(std::move(context))
+        , handoffs_(std::make_unique<std::array<detail::handoff, 2>>(
+              std::array<detail::handoff, 2>{std::move(from_a), std::move(from_b)})) {}
 
 private:
     using direction_type = detail::relay_direction<socket_type>;
@@ -164,12 +164,13 @@ private:
                                             from == side_id::a ? &context_->bytes_a_to_b
                                                                : &context_->bytes_b_to_a};
             auto& source = side(from);
-            directions_[index(from)].emplace(strand_, settings, source.socket_,
-                                             side(other(from)).socket_,
-                                             std::move(handoffs_[index(from)]), source.transformer);
+            directions_[index(from)].emplace(
+                strand_, settings, source.socket_, side(other(from)).socket_,
+                std::move((*handoffs_)[index(from)]), source.transformer);
         }
+        handoffs_.reset(); // taken by the directions: an idle pair keeps no room for them
         if (context_->idle_timeout.count() > 0) {
-            idle_timer_.emplace(strand_);
+            idle_timer_ = std::make_unique<asio::steady_timer>(strand_);
             arm_idle_timer(std::chrono::steady_clock::now() + context_->idle_timeout);
         }
         running_ = 2;
@@ -237,7 +238,8 @@ private:
     std::shared_ptr<side_type> b_;
     std::uint64_t id_;
     std::shared_ptr<detail::relay_context> context_;
-    detail::handoff handoffs_[2];
+    // What the connector handed over with each side, until begin() gives it to the directions.
+    std::unique_ptr<std::array<detail::handoff, 2>> handoffs_;
     std::atomic<std::uint64_t> bytes_[2] = {0, 0}; // A to B, B to A
     std::optional<direction_type> directions_[2];
     std::atomic<bool> closed_{false};
@@ -246,7 +248,7 @@ private:
     int running_ = 0;       // directions still relaying
     std::string failure_;   // the first error, which ended the pair
     end_handler on_end_;
-    std::optional<asio::steady_timer> idle_timer_;
+    std::unique_ptr<asio::steady_timer> idle_timer_; // only with an idle timeout
     detail::strand_event ended_;
 };
 

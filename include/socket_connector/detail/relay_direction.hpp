@@ -96,20 +96,26 @@ struct relay_settings {
 template <class Socket>
 class relay_direction {
 public:
-    relay_direction(asio::any_io_executor strand, const relay_settings& settings, Socket& source,
-                    Socket& sink, handoff in, any_transformer& transform)
-        : strand_(std::move(strand))
+    /// `strand` (the pair's) must outlive the direction; `in` is what the connector hands over
+    /// with the source (taken here: a direction keeps no copy of it).
+    relay_direction(const asio::any_io_executor& strand, const relay_settings& settings,
+                    Socket& source, Socket& sink, handoff in, any_transformer& transform)
+        : strand_(strand)
         , from_(settings.from)
         , source_(source)
         , sink_(sink)
-        , in_(std::move(in))
         , transform_(transform ? &transform : nullptr)
         , traffic_(settings.traffic)
         , count_(*settings.bytes)
         , total_(settings.total)
         , zero_copy_(settings.zero_copy && has_splice && !transform_ && !traffic_)
         , hinted_(settings.hinted)
-        , last_active_(std::chrono::steady_clock::now()) {}
+        , first_short_(in.short_read)
+        , last_active_(std::chrono::steady_clock::now()) {
+        counted(in.sent_ahead);
+        if (!in.early.empty()) bytes_.hold_early(std::move(in.early));
+        if (in.ended) bytes_.set_source_ended();
+    }
 
     relay_direction(const relay_direction&) = delete;
     relay_direction& operator=(const relay_direction&) = delete;
@@ -123,19 +129,16 @@ public:
     /// holds whatever keeps the sockets alive; it travels with each pending operation.
     template <class Handler>
     void start(Handler done) {
-        counted(in_.sent_ahead);
-        if (in_.ended) bytes_.set_source_ended();
-        if (!in_.early.empty()) {
-            bytes_.hold_early(std::move(in_.early));
+        if (bytes_.holding()) { // the early bytes
             // The first read after these bytes: the small receive that waits, when the side was
             // read short or is marked empty.
-            bytes_.set_short_read(in_.short_read || (hinted_ && !receive_tries_first(source_)));
+            bytes_.set_short_read(first_short_ || (hinted_ && !receive_tries_first(source_)));
             if (auto why = process_held(); !why.empty())
                 return end(std::move(done), relay_end::failed, std::move(why));
             return advance(std::move(done));
         }
         if (bytes_.source_ended()) return end_of_stream(std::move(done));
-        if (in_.short_read || (hinted_ && !receive_tries_first(source_)))
+        if (first_short_ || (hinted_ && !receive_tries_first(source_)))
             return wait_readable(std::move(done));
         advance(std::move(done));
     }
@@ -322,17 +325,17 @@ private:
                 to_string(from_), to_string(other(from_)), out.size(), in, transform_output_limit));
     }
 
-    asio::any_io_executor strand_;
+    const asio::any_io_executor& strand_; // the pair's
     side_id from_;
     Socket& source_;
     Socket& sink_;
-    handoff in_;
     any_transformer* transform_;
     const logger* traffic_;
     std::atomic<std::uint64_t>& count_;
     std::atomic<std::uint64_t>* total_;
     bool zero_copy_;
     bool hinted_;
+    bool first_short_; // the source was read short when handed over: the first read waits
     std::chrono::steady_clock::time_point last_active_;
 
     relay_bytes<Socket> bytes_; // the chunk in flight
