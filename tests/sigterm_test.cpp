@@ -163,11 +163,9 @@ asio::awaitable<void> sigterm_without_drain_closes_at_once() {
     auto ex = co_await asio::this_coro::executor;
     auto cli = start_cli(
         {"server-to-server", "--a", "127.0.0.1:0", "--b", "127.0.0.1:0", "--timeout", "0"});
-    auto port_a = co_await started_port(*cli, 'A');
-    auto port_b = co_await started_port(*cli, 'B');
     tcp::socket a(ex);
     tcp::socket b(ex);
-    co_await form_pair(port_a, port_b, a, b);
+    co_await form_pair_through(*cli, a, b);
     close_watch at_a;
     close_watch at_b;
     auto signalled = steady::now();
@@ -202,11 +200,9 @@ asio::awaitable<void> doubled_signal_keeps_stats(int sig) {
         auto cli = start_cli({"server-to-server", "--a", "127.0.0.1:0", "--b", "127.0.0.1:0",
                               "--timeout", "0", "--stats", "--verbose"},
                              {.new_process_group = true});
-        auto port_a = co_await started_port(*cli, 'A');
-        auto port_b = co_await started_port(*cli, 'B');
         tcp::socket a(ex);
         tcp::socket b(ex);
-        co_await form_pair(port_a, port_b, a, b);
+        co_await form_pair_through(*cli, a, b);
         cli->signal(sig);
         cli->signal_group(sig);
         CHECK(co_await exit_of(*cli, 5s) == 0);
@@ -223,11 +219,9 @@ asio::awaitable<void> under_coreutils_timeout() {
                                  "server-to-server", "--a", "127.0.0.1:0", "--b", "127.0.0.1:0",
                                  "--timeout", "0", "--stats", "--verbose"},
         "/dev/null", child_limits{.new_process_group = true});
-    auto port_a = co_await started_port(*cli, 'A');
-    auto port_b = co_await started_port(*cli, 'B');
     tcp::socket a(ex);
     tcp::socket b(ex);
-    co_await form_pair(port_a, port_b, a, b);
+    co_await form_pair_through(*cli, a, b);
     CHECK(co_await exit_of(*cli, 10s) == 124); // timeout's status when it had to signal
     check_stats_of_one_pair(*cli);
 }

@@ -119,18 +119,7 @@ asio::awaitable<void> multi_b_times_out() {
     CHECK(first == "first");
     // Fill the backlog and never accept: further SYNs are dropped, so connects hang.
     std::vector<tcp::socket> fillers;
-    bool full = false;
-    for (int i = 0; i < 8 && !full; ++i) {
-        tcp::socket s(ex);
-        asio::steady_timer t(ex, 300ms);
-        auto r = co_await (s.async_connect(target.local_endpoint(), use_tuple) ||
-                           t.async_wait(use_tuple));
-        if (r.index() == 1)
-            full = true;
-        else
-            fillers.push_back(std::move(s));
-    }
-    REQUIRE(full);
+    REQUIRE(co_await fill_backlog(target, fillers));
     // The next A waits for its B for connect_timeout, then is closed with the reason logged,
     // while the first pair keeps relaying.
     lone_a l;

@@ -37,6 +37,7 @@
 #include <socket_connector/detail/endpoints.hpp>
 #include <socket_connector/detail/lifecycle.hpp>
 #include <socket_connector/detail/listener.hpp>
+#include <socket_connector/detail/options_argument.hpp>
 #include <socket_connector/detail/pairing.hpp>
 #include <socket_connector/detail/printable.hpp>
 #include <socket_connector/detail/strand_event.hpp>
@@ -349,65 +350,14 @@ private:
 /// The TCP connector, the one most programs use.
 using connector = basic_connector<asio::ip::tcp, asio::any_io_executor>;
 
-// g++ 12 (and older) miscompiles a braced temporary that lives across a suspension: in
-// `co_await sc::server_to_server(ex, {.a = ...})` it destroys the options twice, and the program
-// crashes (`free(): invalid pointer`). On those compilers the factories take the options through
-// `detail::options_in_a_named_variable`, which a braced list cannot initialise, so that code
-// does not compile: name the options (`sc::options o{...}; ... server_to_server(ex, o)`). Other
-// compilers take a braced list too.
-#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ < 13
-#define SOCKET_CONNECTOR_OPTIONS_MUST_BE_NAMED 1
-#endif
-
-namespace detail {
-/// The options argument of a factory on compilers where a braced list would crash (above): it
-/// refers to the caller's options for the length of the call, and copies or moves them once.
-template <class Protocol, class Executor>
-class options_in_a_named_variable {
-public:
-    using options_type = basic_options<Protocol, Executor>;
-    options_in_a_named_variable(const options_type& o) noexcept
-        : options_(&o) {}
-    options_in_a_named_variable(options_type&& o) noexcept
-        : options_(&o)
-        , movable_(true) {}
-    options_in_a_named_variable() = delete;
-
-    options_type take() const {
-        if (movable_) return std::move(*const_cast<options_type*>(options_));
-        return *options_;
-    }
-
-private:
-    const options_type* options_;
-    bool movable_ = false;
-};
-
-#if defined(SOCKET_CONNECTOR_OPTIONS_MUST_BE_NAMED)
-template <class Protocol, class Executor>
-using options_argument = options_in_a_named_variable<Protocol, Executor>;
-template <class Protocol, class Executor>
-basic_options<Protocol, Executor>
-take_options(options_in_a_named_variable<Protocol, Executor>&& o) {
-    return o.take();
-}
-#else
-template <class Protocol, class Executor>
-using options_argument = basic_options<Protocol, Executor>;
-template <class Protocol, class Executor>
-basic_options<Protocol, Executor>&& take_options(basic_options<Protocol, Executor>&& o) noexcept {
-    return std::move(o);
-}
-#endif
-} // namespace detail
-
 /// Makes a connector of shape `mode`: completes once its servers are bound and its up-front
 /// outbound connections are made, with signature `void(std::error_code, std::shared_ptr<...>)`.
 /// Takes any Asio completion token; by default it is awaitable and a failure throws
 /// `std::system_error` (`asio::redirect_error` or `as_tuple` give the code instead). The failure
 /// is also logged at error level with its context (`start-up failed: bind A to 0.0.0.0:9000:
 /// Address already in use`). For another protocol, name it: `create<local::stream_protocol>`.
-/// `opts` is copied (or moved from); on g++ 12 it cannot be a braced list (above).
+/// `opts` is copied (or moved from); on g++ 12 it cannot be a braced list
+/// (detail/options_argument.hpp says why).
 template <class Protocol = asio::ip::tcp, class Executor = asio::any_io_executor,
           class CompletionToken = asio::use_awaitable_t<>>
 auto create(connector_mode mode, std::type_identity_t<Executor> ex,

@@ -9,6 +9,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <type_traits>
 
 #include <asio/any_io_executor.hpp>
 #include <asio/basic_stream_socket.hpp>
@@ -41,7 +42,9 @@ public:
     template <std::integral Number>
     requires(!std::same_as<Number, bool> && !std::same_as<Number, char>)
         port_or_service(Number port) {
-        if (port < 0 || static_cast<unsigned long long>(port) > 65535)
+        bool negative = false;
+        if constexpr (std::is_signed_v<Number>) negative = port < 0;
+        if (negative || static_cast<unsigned long long>(port) > 65535)
             throw std::out_of_range("a port must be 0 to 65535 (got " + std::to_string(port) + ")");
         text_ = std::to_string(port);
     }

@@ -359,6 +359,25 @@ struct log_capture {
     }
 };
 
+/// Fills the backlog of `target` (listening with a backlog of 0, never accepting) with
+/// connections kept in `fillers`, until a connect gets no answer within 300 ms: Linux then drops
+/// further SYNs, so a connect to it hangs (what a host that never answers looks like, on
+/// loopback). False if the backlog did not fill within 8 connections.
+inline asio::awaitable<bool> fill_backlog(tcp::acceptor& target,
+                                          std::vector<tcp::socket>& fillers) {
+    using namespace asio::experimental::awaitable_operators;
+    auto ex = co_await asio::this_coro::executor;
+    for (int i = 0; i < 8; ++i) {
+        tcp::socket s(ex);
+        asio::steady_timer t(ex, 300ms);
+        auto r = co_await (s.async_connect(target.local_endpoint(), use_tuple) ||
+                           t.async_wait(use_tuple));
+        if (r.index() == 1) co_return true;
+        fillers.push_back(std::move(s));
+    }
+    co_return false;
+}
+
 /// A listening socket on 127.0.0.1 with a port the OS chose (a target for socket sides).
 inline tcp::acceptor loopback_acceptor(asio::any_io_executor ex) {
     return tcp::acceptor(ex, {asio::ip::address_v4::loopback(), 0});

@@ -67,6 +67,14 @@ inline asio::awaitable<unsigned short> started_port(child_process& p, char side)
     co_return p.listening_port(side);
 }
 
+/// Waits for a server-to-server command's two listening lines, then forms a pair through it
+/// (`form_pair`: a byte each way).
+inline asio::awaitable<void> form_pair_through(child_process& p, tcp::socket& a, tcp::socket& b) {
+    auto port_a = co_await started_port(p, 'A');
+    auto port_b = co_await started_port(p, 'B');
+    co_await form_pair(port_a, port_b, a, b);
+}
+
 /// The first line of `out` that starts with '{' (the --stats JSON), or "".
 inline std::string stats_line(const std::string& out) {
     auto start = out.find('{');

@@ -1,0 +1,202 @@
+#pragma once
+
+// Signed session tokens for a rendezvous: `v1.SESSION.SIDE.EXPIRY.MAC`. A control plane that
+// knows the secret mints one per client; any relay that knows the secret checks it without a
+// database (the stateless, time-limited credentials of TURN servers).
+//
+//   SESSION  1 to 128 characters of [A-Za-z0-9_~-]
+//   SIDE     A or B
+//   EXPIRY   Unix time in whole seconds: decimal, no sign, no leading zeros
+//   MAC      lowercase hex of HMAC-SHA256(secret, "v1.SESSION.SIDE.EXPIRY")
+//
+// A token is valid when it is well formed, its MAC matches (compared in constant time) and
+// EXPIRY >= now. The secret is at least 16 bytes; read from a file, one trailing LF or CRLF is
+// not part of it.
+//
+// This header needs OpenSSL's libcrypto: link `socket_connector::session_token` (CMake), which
+// adds `OpenSSL::Crypto`. The rest of the library does not include it.
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <system_error>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include <socket_connector/side.hpp>
+
+namespace socket_connector {
+
+/// The shared secret tokens are signed with: at least `min_size` bytes.
+class token_secret {
+public:
+    static constexpr std::size_t min_size = 16;
+
+    /// Throws `std::invalid_argument` when `bytes` is shorter than `min_size`.
+    explicit token_secret(std::string bytes)
+        : bytes_(std::move(bytes)) {
+        if (bytes_.size() < min_size)
+            throw std::invalid_argument("the secret has " + std::to_string(bytes_.size()) +
+                                        " bytes; at least " + std::to_string(min_size) +
+                                        " are needed");
+    }
+
+    /// The content of `path`, one trailing LF or CRLF removed. Throws `std::system_error` when
+    /// the file cannot be read, `std::invalid_argument` when the secret is too short (the
+    /// message names the file).
+    static token_secret from_file(const std::filesystem::path& path) {
+        std::ifstream in(path, std::ios::binary);
+        if (!in)
+            throw std::system_error(std::make_error_code(std::errc::no_such_file_or_directory),
+                                    "cannot read the secret file " + path.string());
+        std::string bytes{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+        if (in.bad())
+            throw std::system_error(std::make_error_code(std::errc::io_error),
+                                    "cannot read the secret file " + path.string());
+        if (bytes.ends_with("\r\n"))
+            bytes.resize(bytes.size() - 2);
+        else if (bytes.ends_with('\n'))
+            bytes.pop_back();
+        if (bytes.size() < min_size)
+            throw std::invalid_argument("the secret file " + path.string() + " holds " +
+                                        std::to_string(bytes.size()) + " bytes; at least " +
+                                        std::to_string(min_size) + " are needed");
+        return token_secret(std::move(bytes));
+    }
+
+    const std::string& bytes() const noexcept { return bytes_; }
+
+private:
+    std::string bytes_;
+};
+
+/// What a valid token says.
+struct session_token {
+    std::string session;
+    side_id side = side_id::a;
+    std::uint64_t expiry = 0; ///< Unix time, seconds
+};
+
+namespace detail {
+
+inline constexpr std::string_view token_version = "v1";
+inline constexpr std::size_t max_session_length = 128;
+inline constexpr std::size_t token_mac_hex_length = 64;
+/// The longest well-formed token: "v1." + session + ".A." + 20 digits + "." + 64 hex digits.
+inline constexpr std::size_t max_token_length =
+    token_version.size() + 1 + max_session_length + 3 + 20 + 1 + token_mac_hex_length;
+
+inline bool is_session_char(char c) noexcept {
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '~' || c == '-';
+}
+
+/// Lowercase hex of HMAC-SHA256(secret, message).
+inline std::string token_mac(const token_secret& secret, std::string_view message) {
+    std::array<unsigned char, EVP_MAX_MD_SIZE> mac{};
+    unsigned int length = 0;
+    if (!HMAC(EVP_sha256(), secret.bytes().data(), static_cast<int>(secret.bytes().size()),
+              reinterpret_cast<const unsigned char*>(message.data()), message.size(), mac.data(),
+              &length))
+        throw std::runtime_error("HMAC-SHA256 failed (OpenSSL)");
+    static constexpr char digits[] = "0123456789abcdef";
+    std::string hex;
+    hex.reserve(2 * length);
+    for (unsigned int i = 0; i < length; ++i) {
+        hex.push_back(digits[mac[i] >> 4]);
+        hex.push_back(digits[mac[i] & 0xf]);
+    }
+    return hex;
+}
+
+/// EXPIRY: decimal, no sign, no leading zeros, at most 20 digits and within 64 bits.
+inline std::optional<std::uint64_t> parse_expiry(std::string_view text) noexcept {
+    if (text.empty() || text.size() > 20 || (text.size() > 1 && text[0] == '0'))
+        return std::nullopt;
+    std::uint64_t value = 0;
+    for (char c : text) {
+        if (c < '0' || c > '9') return std::nullopt;
+        auto digit = static_cast<std::uint64_t>(c - '0');
+        if (value > (UINT64_MAX - digit) / 10) return std::nullopt;
+        value = value * 10 + digit;
+    }
+    return value;
+}
+
+} // namespace detail
+
+/// Why a session name cannot be used in a token, or null.
+inline const char* session_error(std::string_view session) noexcept {
+    if (session.empty()) return "the session is empty";
+    if (session.size() > detail::max_session_length)
+        return "the session is longer than 128 characters";
+    for (char c : session)
+        if (!detail::is_session_char(c))
+            return "the session may hold only letters, digits, '_', '~' and '-'";
+    return nullptr;
+}
+
+/// Mints the token for side `which` of `session`, valid until `expiry` (Unix seconds). Throws
+/// `std::invalid_argument` for a session `session_error` refuses.
+inline std::string mint_token(const token_secret& secret, std::string_view session, side_id which,
+                              std::uint64_t expiry) {
+    if (auto why = session_error(session)) throw std::invalid_argument(why);
+    std::string signed_part;
+    signed_part.reserve(detail::max_token_length);
+    signed_part += detail::token_version;
+    signed_part += '.';
+    signed_part += session;
+    signed_part += '.';
+    signed_part += to_string(which);
+    signed_part += '.';
+    signed_part += std::to_string(expiry);
+    return signed_part + '.' + detail::token_mac(secret, signed_part);
+}
+
+/// Checks `token` at Unix time `now`: what it says, or nothing, with the reason in `*why` when
+/// asked ("malformed: ...", "bad MAC", "expired"). Never throws for any input; the token itself
+/// is never part of the reason.
+inline std::optional<session_token> check_token(const token_secret& secret, std::string_view token,
+                                                std::uint64_t now, std::string* why = nullptr) {
+    auto refuse = [why](const char* reason) -> std::optional<session_token> {
+        if (why) *why = reason;
+        return std::nullopt;
+    };
+    if (token.size() > detail::max_token_length) return refuse("malformed: too long");
+    // v1 . SESSION . SIDE . EXPIRY . MAC
+    std::string_view parts[5];
+    std::string_view rest = token;
+    for (int i = 0; i < 4; ++i) {
+        auto dot = rest.find('.');
+        if (dot == std::string_view::npos) return refuse("malformed: fewer than five fields");
+        parts[i] = rest.substr(0, dot);
+        rest.remove_prefix(dot + 1);
+    }
+    parts[4] = rest;
+    if (parts[0] != detail::token_version) return refuse("malformed: not a v1 token");
+    if (session_error(parts[1])) return refuse("malformed: bad session");
+    if (parts[2] != "A" && parts[2] != "B") return refuse("malformed: the side is not A or B");
+    auto expiry = detail::parse_expiry(parts[3]);
+    if (!expiry) return refuse("malformed: bad expiry");
+    if (parts[4].size() != detail::token_mac_hex_length) return refuse("malformed: bad MAC field");
+    for (char c : parts[4])
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+            return refuse("malformed: bad MAC field");
+    const auto signed_part = token.substr(0, token.size() - detail::token_mac_hex_length - 1);
+    const std::string expected = detail::token_mac(secret, signed_part);
+    if (CRYPTO_memcmp(expected.data(), parts[4].data(), detail::token_mac_hex_length) != 0)
+        return refuse("bad MAC");
+    if (*expiry < now) return refuse("expired");
+    return session_token{std::string(parts[1]), parts[2] == "A" ? side_id::a : side_id::b, *expiry};
+}
+
+} // namespace socket_connector
