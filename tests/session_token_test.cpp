@@ -3,6 +3,7 @@
 // (Python's hmac) accepted, and ours checked by it.
 #include <socket_connector/session_token.hpp>
 
+#include <cctype>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -109,7 +110,8 @@ TEST_CASE("any one changed byte of a token makes it refused", "[session_token]")
     for (std::size_t at = 0; at < token.size(); ++at) {
         for (int round = 0; round < 8; ++round) {
             auto changed = token;
-            changed[at] = static_cast<char>(changed[at] ^ (1 + random() % 255));
+            const auto flip = static_cast<unsigned char>(1 + random() % 255);
+            changed[at] = static_cast<char>(static_cast<unsigned char>(changed[at]) ^ flip);
             INFO("byte " << at);
             CHECK_FALSE(refusal(changed).empty());
         }
