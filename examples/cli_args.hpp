@@ -14,6 +14,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -142,31 +143,36 @@ inline bool is_server(sc::connector_mode mode, char side) {
     return false;
 }
 
+/// The four modes by the names the command line gives them.
+inline constexpr std::pair<std::string_view, sc::connector_mode> modes[] = {
+    {"server-to-server", sc::connector_mode::server_to_server},
+    {"server-to-socket", sc::connector_mode::server_to_socket},
+    {"socket-to-server", sc::connector_mode::socket_to_server},
+    {"socket-to-socket", sc::connector_mode::socket_to_socket},
+};
+
+inline std::optional<sc::connector_mode> parse_mode(std::string_view text) {
+    for (const auto& [name, mode] : modes)
+        if (text == name) return mode;
+    return std::nullopt;
+}
+
 /// What an unknown MODE was likely meant to be ("server_to_server", "Server-To-Socket"), or
 /// empty.
 inline std::string_view mode_hint(std::string_view text) {
-    static constexpr std::string_view modes[] = {"server-to-server", "server-to-socket",
-                                                 "socket-to-server", "socket-to-socket"};
-    for (auto mode : modes) {
-        if (mode.size() != text.size()) continue;
+    for (const auto& entry : modes) {
+        const std::string_view name = entry.first;
+        if (name.size() != text.size()) continue;
         bool alike = true;
-        for (std::size_t i = 0; i < mode.size() && alike; ++i) {
+        for (std::size_t i = 0; i < name.size() && alike; ++i) {
             char c = text[i];
             if (c == '_') c = '-';
             if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-            alike = c == mode[i];
+            alike = c == name[i];
         }
-        if (alike) return mode;
+        if (alike) return name;
     }
     return {};
-}
-
-inline std::optional<sc::connector_mode> parse_mode(std::string_view text) {
-    if (text == "server-to-server") return sc::connector_mode::server_to_server;
-    if (text == "server-to-socket") return sc::connector_mode::server_to_socket;
-    if (text == "socket-to-server") return sc::connector_mode::socket_to_server;
-    if (text == "socket-to-socket") return sc::connector_mode::socket_to_socket;
-    return std::nullopt;
 }
 
 /// Arguments in messages are quoted as the other examples quote them (example_support.hpp).
@@ -369,9 +375,10 @@ inline parse_result parse_args(std::span<char* const> args) {
         auto hint = mode_hint(*mode_text);
         if (!hint.empty())
             return fmt::format("unknown MODE {} (did you mean {}?)", quoted(*mode_text), hint);
-        return fmt::format("unknown MODE {} (one of server-to-server, server-to-socket, "
-                           "socket-to-server, socket-to-socket)",
-                           quoted(*mode_text));
+        std::string names;
+        for (const auto& entry : modes)
+            names += fmt::format("{}{}", names.empty() ? "" : ", ", entry.first);
+        return fmt::format("unknown MODE {} (one of {})", quoted(*mode_text), names);
     }
     cfg.mode = *mode;
     if (cfg.multi && cfg.mode != sc::connector_mode::server_to_socket)

@@ -120,12 +120,11 @@ public:
     void report() const {
         const auto total = sum_of(connectors_);
         if (cfg_.stats) example::print_line(total.to_json() + "\n");
-        if (exit_code() == 0 && !signalled_ && total.connections_total == 0 &&
-            cfg_.timeout != sc::no_timeout && serves())
+        if (exit_code() == 0 && acted_on_ == 0 && total.connections_total == 0 && closes_idle())
             std::fprintf(stderr,
                          "socket-connector: no pair formed within the %s s grace period; closed "
-                         "(--timeout 0 serves until a signal)\n",
-                         seconds(cfg_.timeout).c_str());
+                         "%s\n",
+                         seconds(cfg_.timeout).c_str(), until_a_signal);
     }
 
     /// 0, or 1 with `error()` set.
@@ -147,8 +146,13 @@ private:
     static std::string seconds(std::chrono::milliseconds ms) {
         return fmt::format("{:g}", static_cast<double>(ms.count()) / 1000.0);
     }
-    /// Whether a side is a server (there is something to wait for).
-    bool serves() const { return is_server(cfg_.mode, 'A') || is_server(cfg_.mode, 'B'); }
+    /// Whether the relay closes by itself once its grace period has passed with no pair open: it
+    /// has one, and a server side to wait on.
+    bool closes_idle() const {
+        return cfg_.timeout != sc::no_timeout &&
+               (is_server(cfg_.mode, 'A') || is_server(cfg_.mode, 'B'));
+    }
+    static constexpr const char* until_a_signal = "(--timeout 0 serves until a signal)";
 
     asio::awaitable<void> run() {
         // A named variable, not a temporary in the co_await: g++ 12 destroys such a temporary
@@ -202,27 +206,24 @@ private:
                 fail(why);
                 for (auto& started : connectors_)
                     started->close();
-                finished_ = true;
-                signals_.cancel();
+                stop_watching_signals();
                 co_return;
             }
             connectors_.push_back(c);
-            if (signalled_) c->drain(cfg_.drain_timeout); // the signal came while starting up
+            if (acted_on_ > 0) c->drain(cfg_.drain_timeout); // the signal came while starting up
         }
         starting_ = false;
         auto& first = *connectors_.front();
         if (is_server(cfg_.mode, 'A')) example::print_listening('A', first.side_a_endpoint());
         if (is_server(cfg_.mode, 'B')) example::print_listening('B', first.side_b_endpoint());
         // Without --verbose nothing else would say that an idle relay closes by itself.
-        if (!cfg_.verbose && cfg_.timeout != sc::no_timeout && serves())
+        if (!cfg_.verbose && closes_idle())
             std::fprintf(stderr,
-                         "socket-connector: closes once %s s have passed and no pair is open "
-                         "(--timeout 0 serves until a signal)\n",
-                         seconds(cfg_.timeout).c_str());
+                         "socket-connector: closes once %s s have passed and no pair is open %s\n",
+                         seconds(cfg_.timeout).c_str(), until_a_signal);
         for (auto& c : connectors_)
             co_await c->wait_closed();
-        finished_ = true;
-        signals_.cancel(); // nothing else keeps the first loop running
+        stop_watching_signals(); // nothing else keeps the first loop running
     }
 
     void on_done(std::exception_ptr e) {
@@ -230,8 +231,7 @@ private:
         fail(describe(e));
         for (auto& c : connectors_) // started before another failed to
             c->close();
-        finished_ = true;
-        signals_.cancel();
+        stop_watching_signals();
     }
 
     /// The message of an exception; of the first one when both connects of socket-to-socket
@@ -247,6 +247,11 @@ private:
         } catch (...) {
             return "unknown error";
         }
+    }
+
+    void stop_watching_signals() {
+        finished_ = true; // a handler already queued does not watch again
+        signals_.cancel();
     }
 
     void watch_signals() {
@@ -265,7 +270,6 @@ private:
         if (acted_on_ > 0 && now - last_acted_ < same_request) return;
         last_acted_ = now;
         ++acted_on_;
-        signalled_ = true;
         if (connectors_.empty() || acted_on_ >= 3) {
             // Still starting up (resolving or connecting), or asked a third time: stop the
             // loops; serve() still prints what was asked for.
@@ -292,7 +296,6 @@ private:
     asio::strand<asio::io_context::executor_type> strand_;
     asio::signal_set signals_;
     std::vector<std::shared_ptr<sc::connector>> connectors_;
-    bool signalled_ = false;
     bool finished_ = false; // every connector has closed: stop watching for signals
     int acted_on_ = 0;      // signals acted on (repeats within `same_request` are not)
     std::chrono::steady_clock::time_point last_acted_{};

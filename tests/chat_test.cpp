@@ -465,7 +465,8 @@ asio::awaitable<void> server_exit_codes() {
         INFO("args: " << fmt::format("{}", fmt::join(args, " ")));
         auto server = start_server(args);
         CHECK(co_await exit_of(*server) == 2);
-        CHECK(contains(server->err(), "chat_server: try 'chat_server --help' for more information"));
+        CHECK(
+            contains(server->err(), "chat_server: try 'chat_server --help' for more information"));
     }
     auto help = start_server({"--help"});
     CHECK(co_await exit_of(*help) == 0);

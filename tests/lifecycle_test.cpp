@@ -16,6 +16,15 @@ namespace {
 
 constexpr auto grace = 300ms;
 
+/// Loopback options with grace period `timeout`, logging connection events into `capture`.
+sc::options logged_options(log_capture& capture, std::chrono::milliseconds timeout) {
+    sc::options o = loopback_options();
+    o.timeout = timeout;
+    o.verbose = true;
+    o.logger = capture.logger();
+    return o;
+}
+
 /// Reads until the peer ends the stream; true for a clean EOF with nothing received.
 asio::awaitable<bool> sees_eof(tcp::socket& socket) {
     char byte = 0;
@@ -61,10 +70,7 @@ asio::awaitable<void> pending_side_closed_at_grace() {
 asio::awaitable<void> live_pair_outlasts_grace() {
     auto ex = co_await asio::this_coro::executor;
     log_capture capture;
-    sc::options o = loopback_options();
-    o.timeout = grace;
-    o.verbose = true;
-    o.logger = capture.logger();
+    sc::options o = logged_options(capture, grace);
     auto c = co_await sc::server_to_server(ex, std::move(o));
     auto port_a = c->side_a_port();
     tcp::socket a(ex);
@@ -96,10 +102,8 @@ asio::awaitable<void> live_pair_outlasts_grace() {
 asio::awaitable<void> pair_ended_before_grace() {
     auto ex = co_await asio::this_coro::executor;
     log_capture capture;
-    sc::options o = loopback_options();
-    o.timeout = 2s; // long enough for the pair to form and end before it passes, even under TSan
-    o.verbose = true;
-    o.logger = capture.logger();
+    // Long enough for the pair to form and end before it passes, even under TSan.
+    sc::options o = logged_options(capture, 2s);
     auto c = co_await sc::server_to_server(ex, std::move(o));
     {
         tcp::socket a(ex);
@@ -118,10 +122,7 @@ asio::awaitable<void> pair_ended_before_grace() {
 asio::awaitable<void> drain_messages() {
     auto ex = co_await asio::this_coro::executor;
     log_capture capture;
-    sc::options o = loopback_options();
-    o.timeout = sc::no_timeout;
-    o.verbose = true;
-    o.logger = capture.logger();
+    sc::options o = logged_options(capture, sc::no_timeout);
     auto c = co_await sc::server_to_server(ex, std::move(o));
     tcp::socket a(ex);
     tcp::socket b(ex);
@@ -133,10 +134,7 @@ asio::awaitable<void> drain_messages() {
         "info closing: asked to stop with no time to drain: closing 1 open connection now"));
 
     log_capture idle;
-    sc::options quiet = loopback_options();
-    quiet.timeout = sc::no_timeout;
-    quiet.verbose = true;
-    quiet.logger = idle.logger();
+    sc::options quiet = logged_options(idle, sc::no_timeout);
     auto d = co_await sc::server_to_server(ex, std::move(quiet));
     d->drain(std::chrono::seconds(5));
     co_await d->wait_closed();

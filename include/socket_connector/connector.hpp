@@ -223,6 +223,7 @@ private:
     asio::awaitable<void> start();
     asio::awaitable<void> listen(side_id id);
     asio::awaitable<arrival_ptr> dial_up_front(side_id id);
+    std::string connect_failure(side_id id, std::error_code ec) const;
 
     // ---- sides ------------------------------------------------------------------------------
 

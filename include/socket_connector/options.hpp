@@ -116,7 +116,7 @@ private:
 /// `zero_copy`, `logger`, `timeout`, `auth_timeout`, `connect_timeout`, `max_pending`,
 /// `max_connections`, `limit_group`, `idle_timeout`, `io_run_by_one_thread`, `multi`,
 /// `before_joining`. Hand a factory a named variable (or a function's result): g++ 12
-/// miscompiles a braced temporary in a `co_await` (see connector.hpp).
+/// miscompiles a braced temporary in a `co_await` (see detail/options_argument.hpp).
 template <class Protocol, class Executor = asio::any_io_executor>
 struct basic_options {
     basic_side_options<Protocol, Executor> a{};

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <system_error>
 #include <utility>
 
@@ -74,9 +75,9 @@ public:
         const endpoint_type& endpoint = endpoints.front();
         acceptor_type acceptor(ex);
         std::error_code ec;
-        auto fail = [&](const char* what) {
-            return std::system_error(
-                ec, fmt::format("{} {} to {}", what, to_string(id), detail::to_string(endpoint)));
+        auto fail = [&](const char* what, std::string_view note = {}) {
+            return std::system_error(ec, fmt::format("{} {} to {}{}", what, to_string(id),
+                                                     detail::to_string(endpoint), note));
         };
         if (acceptor.open(endpoint.protocol(), ec); ec) throw fail("open");
         if constexpr (is_tcp<Protocol>)
@@ -91,12 +92,12 @@ public:
 #endif
         }
         if (acceptor.bind(endpoint, ec); ec) {
-            if (ec == asio::error::address_in_use && other && port_of(endpoint) != 0 &&
-                port_of(*other) == port_of(endpoint))
-                throw std::system_error(ec, fmt::format("bind {} to {} (side {} holds that port)",
-                                                        to_string(id), detail::to_string(endpoint),
-                                                        to_string(socket_connector::other(id))));
-            throw fail("bind");
+            const bool other_holds_it = ec == asio::error::address_in_use && other &&
+                                        port_of(endpoint) != 0 &&
+                                        port_of(*other) == port_of(endpoint);
+            throw fail("bind", other_holds_it ? fmt::format(" (side {} holds that port)",
+                                                            to_string(socket_connector::other(id)))
+                                              : std::string());
         }
         const bool inherits = set_options_to_inherit(acceptor, so);
         if (acceptor.listen(asio::socket_base::max_listen_connections, ec); ec)

@@ -122,17 +122,21 @@ basic_connector<Protocol, Executor>::dial_up_front(side_id id) {
     // Cancelled (the connector is closing, or the other dial of a pair failed): the cause is
     // reported elsewhere.
     if (ec == asio::error::operation_aborted) throw std::system_error(ec, "connect cancelled");
-    if (ec == asio::error::timed_out)
-        throw std::system_error(
-            ec, fmt::format("connect {} to {}: no answer within {} ms "
-                            "(connect_timeout)",
-                            to_string(id), detail::target_name(dialer.targets(), side_opts(id)),
-                            opts_.connect_timeout.count()));
-    if (ec)
-        throw std::system_error(ec,
-                                fmt::format("connect {} to {}", to_string(id),
-                                            detail::target_name(dialer.targets(), side_opts(id))));
+    if (ec) throw std::system_error(ec, connect_failure(id, ec));
     co_return adopt(id, std::move(socket), remote);
+}
+
+/// How a failed connect of side `id` is named in messages ("connect B to HOST:PORT"), with the
+/// bound it ran into when it timed out.
+template <class Protocol, class Executor>
+std::string basic_connector<Protocol, Executor>::connect_failure(side_id id,
+                                                                 std::error_code ec) const {
+    auto what = fmt::format("connect {} to {}", to_string(id),
+                            detail::target_name(dialers_[index(id)]->targets(), side_opts(id)));
+    if (ec == asio::error::timed_out)
+        what += fmt::format(": no answer within {} ms (connect_timeout)",
+                            opts_.connect_timeout.count());
+    return what;
 }
 
 // ---- sides ------------------------------------------------------------------------------------

@@ -41,13 +41,8 @@ void basic_connector<Protocol, Executor>::dialed_for(arrival_ptr a, std::error_c
     if (ec) {
         // Cancelled: the connector is closing, and says so itself.
         if (ec != asio::error::operation_aborted && a->side->state() == side_state::pending)
-            log(log_level::warning, "connect B to {}: {}{}; closing A {}",
-                detail::target_name(dialers_[1]->targets(), opts_.b), ec.message(),
-                ec == asio::error::timed_out
-                    ? fmt::format(" (no answer within {} ms, connect_timeout)",
-                                  opts_.connect_timeout.count())
-                    : std::string(),
-                a->side->remote());
+            log(log_level::warning, "{}: {}; closing A {}", connect_failure(side_id::b, ec),
+                ec.message(), a->side->remote());
         return drop(a, "");
     }
     auto b = adopt(side_id::b, std::move(socket), remote);
