@@ -31,6 +31,8 @@ namespace sc = socket_connector;
 
 inline constexpr std::string_view usage_text =
     R"(usage: socket-connector MODE --a ADDR --b ADDR [options]
+       socket-connector rendezvous --listen ADDR [--listen-b ADDR] --secret-file FILE [options]
+       socket-connector token --secret-file FILE --session ID --side A|B [--ttl SECS]
 
 Relays bytes between side A and side B, pairing each A with a B.
 
@@ -73,11 +75,26 @@ MODE: server-to-server | server-to-socket | socket-to-server | socket-to-socket
                            SECS to finish before they are closed (default 0: at once)
   --stats                  print one JSON object of counters on stdout at exit (on every
                            exit but SIGKILL)
+
+rendezvous: clients dial in and send a signed session token as their first line
+(v1.SESSION.SIDE.EXPIRY.MAC, made by `socket-connector token` or by any HMAC-SHA256
+code); the two sides of each session are joined, sessions never cross.
+  --listen ADDR            where both sides dial in (HOST:PORT or :PORT; port 0: any)
+  --listen-b ADDR          give side B its own port; --listen is then side A's only
+  --secret-file FILE       the shared secret (at least 16 bytes; one trailing newline is
+                           not part of it)
+  --pending-timeout SECS   close a side whose partner has not come (default 60; 0: never)
+  --max-sessions N         at most N sessions waiting or paired (default 0: no limit)
+  --timeout defaults to 0 here (serve until a signal); --auth-timeout bounds the token line.
+  The options above from --timeout to --stats apply, except --multi, --auth-a/b and
+  --connect-timeout. `socket-connector token --help` tells how to make a token.
+
   -h, --help               print this help and exit
   --version                print the version and exit
 
 Options take their value as `--opt value` or `--opt=value`. SECS may be a decimal (0.5).
-On start, one line per server side is printed on stdout: "A listening on 127.0.0.1:9000".
+On start, one line per server side is printed on stdout: "A listening on 127.0.0.1:9000"
+(a rendezvous on one port: "listening on 127.0.0.1:9000").
 Signals: the first SIGINT or SIGTERM stops accepting and drains (--drain-timeout); another
 one, a second or more later, closes the open pairs at once; a third stops without waiting.
 A repeat within a second (a process group signalled as a whole, as `timeout` does) counts
@@ -127,6 +144,13 @@ struct config {
     std::chrono::milliseconds idle_timeout = sc::no_timeout;
     /// On SIGTERM, how long open pairs may take to finish before they are closed; 0: at once.
     std::chrono::milliseconds drain_timeout{0};
+
+    /// The rendezvous command: sides paired by session token (mode one_server, or
+    /// server_to_server with --listen-b). The program reads the secret and sets the verifiers.
+    bool rendezvous = false;
+    std::string secret_file;
+    std::chrono::milliseconds pending_timeout = std::chrono::seconds(60);
+    std::size_t max_sessions = 0;
 };
 
 inline bool is_server(sc::connector_mode mode, char side) {
@@ -139,11 +163,13 @@ inline bool is_server(sc::connector_mode mode, char side) {
         return side == 'B';
     case sc::connector_mode::socket_to_socket:
         return false;
+    case sc::connector_mode::one_server:
+        return side == 'A'; // the one port is side A's
     }
     return false;
 }
 
-/// The four modes by the names the command line gives them.
+/// The four modes by the names the command line gives them (`rendezvous` is parsed apart).
 inline constexpr std::pair<std::string_view, sc::connector_mode> modes[] = {
     {"server-to-server", sc::connector_mode::server_to_server},
     {"server-to-socket", sc::connector_mode::server_to_socket},
@@ -238,6 +264,32 @@ inline std::optional<sc::keep_alive> parse_keep_alive(std::string_view text) {
 /// What `parse_args` returns: the configuration, or why the arguments are wrong.
 using parse_result = std::variant<config, std::string>;
 
+/// The rest of `rendezvous`: its ports and secret file. The verifiers are set by the program
+/// once it has read the secret.
+inline parse_result parse_rendezvous(config cfg, std::optional<std::string_view> listen,
+                                     std::optional<std::string_view> listen_b, bool timeout_given) {
+    if (!listen) return "rendezvous needs --listen ADDR";
+    if (cfg.secret_file.empty()) return "rendezvous needs --secret-file FILE";
+    cfg.rendezvous = true;
+    cfg.mode = listen_b ? sc::connector_mode::server_to_server : sc::connector_mode::one_server;
+    if (!timeout_given) cfg.timeout = sc::no_timeout;
+    struct port_args {
+        std::string_view option;
+        std::optional<std::string_view> text;
+        sc::side_options& options;
+    };
+    for (port_args port : {port_args{"--listen", listen, cfg.a}, port_args{"--listen-b", listen_b, cfg.b}}) {
+        if (!port.text) continue;
+        std::string why;
+        auto parsed = sc::parse_address(*port.text, &why);
+        if (!parsed) return fmt::format("{} {}: {}", port.option, cli::quoted(*port.text), why);
+        port.options = sc::server_side_options(*parsed);
+    }
+    cfg.a.keepalive = cfg.keepalive;
+    cfg.b.keepalive = cfg.keepalive;
+    return cfg;
+}
+
 /// Reads the arguments after the program's name. Any strings are valid input (a null pointer
 /// counts as empty); the message names the first problem, with the argument quoted by `quoted`.
 inline parse_result parse_args(std::span<char* const> args) {
@@ -247,8 +299,11 @@ inline parse_result parse_args(std::span<char* const> args) {
     std::optional<std::string_view> b_text;
     std::optional<std::string_view> auth_a;
     std::optional<std::string_view> auth_b;
+    std::optional<std::string_view> listen_text;
+    std::optional<std::string_view> listen_b_text;
     std::vector<std::string> seen;
     bool keepalive_given = false;
+    bool timeout_given = false;
 
     for (std::size_t i = 0; i < args.size(); ++i) {
         std::string_view arg = args[i] ? args[i] : "";
@@ -257,7 +312,7 @@ inline parse_result parse_args(std::span<char* const> args) {
             return cfg;
         }
         if (!arg.starts_with("--")) {
-            if (mode_text) return fmt::format("unexpected argument {}", quoted(arg));
+            if (mode_text) return fmt::format("unexpected argument {}", cli::quoted(arg));
             mode_text = arg;
             continue;
         }
@@ -282,10 +337,15 @@ inline parse_result parse_args(std::span<char* const> args) {
                                                       "--max-pending",
                                                       "--max-connections",
                                                       "--idle-timeout",
-                                                      "--drain-timeout"};
+                                                      "--drain-timeout",
+                                                      "--listen",
+                                                      "--listen-b",
+                                                      "--secret-file",
+                                                      "--pending-timeout",
+                                                      "--max-sessions"};
         bool is_flag = std::find(std::begin(flags), std::end(flags), name) != std::end(flags);
         bool has_value = std::find(std::begin(valued), std::end(valued), name) != std::end(valued);
-        if (!is_flag && !has_value) return fmt::format("unknown option {}", quoted(name));
+        if (!is_flag && !has_value) return fmt::format("unknown option {}", cli::quoted(name));
         if (is_flag && inline_value) return fmt::format("{} takes no value", name);
         if (has_value && !inline_value && (i + 1 >= args.size() || !args[i + 1]))
             return fmt::format("{} needs a value", name);
@@ -313,6 +373,11 @@ inline parse_result parse_args(std::span<char* const> args) {
         std::string_view value = inline_value ? *inline_value : std::string_view(args[++i]);
         if (name == "--a") {
             a_text = value;
+        } else if (name == "--listen" || name == "--listen-b") {
+            (name == "--listen" ? listen_text : listen_b_text) = value;
+        } else if (name == "--secret-file") {
+            if (value.empty()) return "--secret-file needs a file name";
+            cfg.secret_file = std::string(value);
         } else if (name == "--b") {
             b_text = value;
         } else if (name == "--auth-a" || name == "--auth-b") {
@@ -326,21 +391,24 @@ inline parse_result parse_args(std::span<char* const> args) {
             auto n = parse_count(value, 1, max_threads);
             if (!n)
                 return fmt::format("--threads needs a whole number from 1 to {} (got {})",
-                                   max_threads, quoted(value));
+                                   max_threads, cli::quoted(value));
             cfg.threads = *n;
         } else if (name == "--spin") {
             auto n = parse_count(value, 0, max_spin_us);
             if (!n)
                 return fmt::format(
                     "--spin needs a whole number of microseconds from 0 to {} (got {})",
-                    max_spin_us, quoted(value));
+                    max_spin_us, cli::quoted(value));
             cfg.spin = std::chrono::microseconds(*n);
-        } else if (name == "--max-pending" || name == "--max-connections") {
+        } else if (name == "--max-pending" || name == "--max-connections" ||
+                   name == "--max-sessions") {
             auto n = parse_count(value, 0, max_limit);
             if (!n)
                 return fmt::format("{} needs a whole number from 0 (no limit) to {} (got {})", name,
-                                   max_limit, quoted(value));
-            (name == "--max-pending" ? cfg.max_pending : cfg.max_connections) = *n;
+                                   max_limit, cli::quoted(value));
+            (name == "--max-pending"       ? cfg.max_pending
+             : name == "--max-connections" ? cfg.max_connections
+                                           : cfg.max_sessions) = *n;
         } else if (name == "--keepalive") {
             if (keepalive_given) return "--keepalive and --no-keepalive exclude each other";
             keepalive_given = true;
@@ -348,16 +416,19 @@ inline parse_result parse_args(std::span<char* const> args) {
             if (!k)
                 return fmt::format("--keepalive needs IDLE,INTERVAL,COUNT: seconds from 1 to "
                                    "32767, and a count from 1 to 127 (got {})",
-                                   quoted(value));
+                                   cli::quoted(value));
             cfg.keepalive = *k;
         } else {
             auto secs = parse_seconds(value);
             if (!secs)
                 return fmt::format("{} needs seconds from 0 to {:.0f} with at most 3 decimals, "
                                    "like 30 or 0.5 (got {})",
-                                   name, max_seconds, quoted(value));
+                                   name, max_seconds, cli::quoted(value));
             if (name == "--timeout") {
+                timeout_given = true;
                 cfg.timeout = secs->count() == 0 ? sc::no_timeout : *secs;
+            } else if (name == "--pending-timeout") {
+                cfg.pending_timeout = secs->count() == 0 ? sc::no_timeout : *secs;
             } else if (name == "--idle-timeout") {
                 cfg.idle_timeout = secs->count() == 0 ? sc::no_timeout : *secs;
             } else if (name == "--drain-timeout") {
@@ -370,15 +441,28 @@ inline parse_result parse_args(std::span<char* const> args) {
     }
 
     if (!mode_text) return "missing MODE";
+    if (*mode_text == "rendezvous") {
+        for (std::string_view other : {"--a", "--b", "--auth-a", "--auth-b", "--multi",
+                                       "--connect-timeout"})
+            if (std::find(seen.begin(), seen.end(), other) != seen.end())
+                return fmt::format("{} does not apply to rendezvous (its clients send tokens; "
+                                   "see --listen)",
+                                   other);
+        return parse_rendezvous(std::move(cfg), listen_text, listen_b_text, timeout_given);
+    }
+    for (std::string_view only : {"--listen", "--listen-b", "--secret-file", "--pending-timeout",
+                                  "--max-sessions"})
+        if (std::find(seen.begin(), seen.end(), only) != seen.end())
+            return fmt::format("{} applies only to rendezvous", only);
     auto mode = parse_mode(*mode_text);
     if (!mode) {
         auto hint = mode_hint(*mode_text);
         if (!hint.empty())
-            return fmt::format("unknown MODE {} (did you mean {}?)", quoted(*mode_text), hint);
+            return fmt::format("unknown MODE {} (did you mean {}?)", cli::quoted(*mode_text), hint);
         std::string names;
         for (const auto& entry : modes)
             names += fmt::format("{}{}", names.empty() ? "" : ", ", entry.first);
-        return fmt::format("unknown MODE {} (one of {})", quoted(*mode_text), names);
+        return fmt::format("unknown MODE {} (one of {})", cli::quoted(*mode_text), names);
     }
     cfg.mode = *mode;
     if (cfg.multi && cfg.mode != sc::connector_mode::server_to_socket)
@@ -396,13 +480,13 @@ inline parse_result parse_args(std::span<char* const> args) {
         if (!side.text) return fmt::format("missing --{} ADDR", lower);
         std::string why;
         auto parsed = sc::parse_address(*side.text, &why);
-        if (!parsed) return fmt::format("--{} {}: {}", lower, quoted(*side.text), why);
+        if (!parsed) return fmt::format("--{} {}: {}", lower, cli::quoted(*side.text), why);
         const bool server = is_server(cfg.mode, side.name);
         if (server) {
             side.options = sc::server_side_options(*parsed);
         } else {
             auto options = sc::socket_side_options(*parsed, &why);
-            if (!options) return fmt::format("--{} {}: {}", lower, quoted(*side.text), why);
+            if (!options) return fmt::format("--{} {}: {}", lower, cli::quoted(*side.text), why);
             side.options = std::move(*options);
         }
         // On a socket side, the library checks the peer it dials just as it checks those a
@@ -428,6 +512,10 @@ inline sc::options make_options(const config& cfg) {
     o.max_connections = cfg.max_connections;
     o.idle_timeout = cfg.idle_timeout;
     o.multi = cfg.multi;
+    if (cfg.rendezvous) {
+        o.pending_timeout = cfg.pending_timeout;
+        o.max_sessions = cfg.max_sessions;
+    }
     return o;
 }
 

@@ -40,11 +40,13 @@
 #include <memory>
 #include <mutex>
 #include <set>
+#include <span>
 #include <string>
 #include <string_view>
 #include <system_error>
 #include <thread>
 #include <utility>
+#include <variant>
 #include <vector>
 
 #include <asio/co_spawn.hpp>
@@ -57,10 +59,12 @@
 #include <asio/use_awaitable.hpp>
 #include <fmt/format.h>
 
+#include <socket_connector/session_token.hpp>
 #include <socket_connector/socket_connector.hpp>
 
 #include "cli_args.hpp"
 #include "example_support.hpp"
+#include "token_command.hpp"
 
 namespace sc = socket_connector;
 
@@ -83,6 +87,7 @@ sc::stats sum_of(const std::vector<std::shared_ptr<sc::connector>>& connectors) 
         total.bytes_b_to_a += s.bytes_b_to_a;
         total.connections_total += s.connections_total;
         total.connections_open += s.connections_open;
+        total.sessions_paired += s.sessions_paired;
         total.auth_failures += s.auth_failures;
         total.sockets_refused += s.sockets_refused;
         for (auto& address : s.remote_addresses)
@@ -158,6 +163,18 @@ private:
         // A named variable, not a temporary in the co_await: g++ 12 destroys such a temporary
         // twice.
         sc::options o = make_options(cfg_);
+        if (cfg_.rendezvous) {
+            // Every client's first line is its session token, on either port.
+            try {
+                sc::session_token_verifier verify(sc::token_secret::from_file(cfg_.secret_file));
+                o.a.auth = verify;
+                if (cfg_.mode == sc::connector_mode::server_to_server) o.b.auth = verify;
+            } catch (const std::exception& e) {
+                fail(e.what());
+                stop_watching_signals();
+                co_return;
+            }
+        }
         const bool sharded = loops_.size() > 1;
         // Each loop is run by one thread (sharded, or a single thread in all): no strands.
         o.io_run_by_one_thread = sharded || cfg_.threads == 1;
@@ -214,8 +231,13 @@ private:
         }
         starting_ = false;
         auto& first = *connectors_.front();
-        if (is_server(cfg_.mode, 'A')) example::print_listening('A', first.side_a_endpoint());
-        if (is_server(cfg_.mode, 'B')) example::print_listening('B', first.side_b_endpoint());
+        if (cfg_.mode == sc::connector_mode::one_server) {
+            example::print_line(
+                fmt::format("listening on {}\n", sc::to_string(first.side_a_endpoint())));
+        } else {
+            if (is_server(cfg_.mode, 'A')) example::print_listening('A', first.side_a_endpoint());
+            if (is_server(cfg_.mode, 'B')) example::print_listening('B', first.side_b_endpoint());
+        }
         // Without --verbose nothing else would say that an idle relay closes by itself.
         if (!cfg_.verbose && closes_idle())
             std::fprintf(stderr,
@@ -370,6 +392,33 @@ int serve(config cfg) {
 
 } // namespace
 
+/// `socket-connector token ...`: prints a session token; the exit status.
+int token_main(std::span<char* const> args) {
+    auto parsed = cli::parse_token_args(args);
+    if (auto* why = std::get_if<std::string>(&parsed)) {
+        std::fprintf(stderr, "socket-connector token: %s\n\n%s", why->c_str(),
+                     cli::token_usage_text.data());
+        return 2;
+    }
+    const auto& cfg = std::get<cli::token_config>(parsed);
+    if (cfg.help) {
+        example::print_line(std::string(cli::token_usage_text));
+        return 0;
+    }
+    try {
+        auto secret = sc::token_secret::from_file(cfg.secret_file);
+        const std::uint64_t now = sc::unix_now();
+        const std::uint64_t expiry = cfg.expires ? *cfg.expires : now + cfg.ttl;
+        example::print_line(sc::mint_token(secret, cfg.session, cfg.side, expiry) + "\n");
+        return 0;
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "socket-connector token: %s\n", e.what());
+        return 1;
+    }
+}
+
 int main(int argc, char** argv) {
+    if (argc > 1 && std::string_view(argv[1]) == "token")
+        return token_main(std::span<char* const>(argv + 2, static_cast<std::size_t>(argc - 2)));
     return example::main_of("socket-connector", usage_text, argc, argv, parse_args, serve);
 }

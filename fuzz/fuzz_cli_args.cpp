@@ -97,20 +97,21 @@ void check_values(std::string_view text) {
 void check_side(const sc::side_options& side, bool server, bool auth_given) {
     if (!side.host.empty()) {
         FUZZ_CHECK(side.host.size() <= sc::max_host_length);
-        auto port = sc::parse_port(side.port);
+        auto port = sc::parse_port(side.port.str());
         FUZZ_CHECK(port.has_value());
         FUZZ_CHECK(server || *port != 0);
     } else {
         FUZZ_CHECK(side.port.empty());
         FUZZ_CHECK(server || side.endpoint.port() != 0);
     }
-    // Only server sides take a token, and only when --auth-X was given.
-    FUZZ_CHECK(!side.auth || (server && auth_given));
+    // A side has a verifier only when --auth-X was given: a server side checks the token, a
+    // dialed side sends it.
+    FUZZ_CHECK(!side.auth || auth_given);
     FUZZ_CHECK(!side.transform);
 }
 
 void check_config(const cli::config& cfg, const std::vector<std::string>& words) {
-    if (cfg.help) return;
+    if (cfg.help || cfg.version) return; // the rest of the words are not checked
     FUZZ_CHECK(cfg.threads >= 1 && cfg.threads <= cli::max_threads);
     FUZZ_CHECK(cfg.timeout == sc::no_timeout || (cfg.timeout > 0ms && cfg.timeout <= max_ms));
     FUZZ_CHECK(cfg.idle_timeout == sc::no_timeout ||
@@ -128,14 +129,34 @@ void check_config(const cli::config& cfg, const std::vector<std::string>& words)
     FUZZ_CHECK(!cfg.multi || cfg.mode == sc::connector_mode::server_to_socket);
 
     bool mode_given = false;
+    bool rendezvous_given = false;
+    bool listen_b_given = false;
     bool auth_a_given = false;
     bool auth_b_given = false;
     for (const auto& w : words) {
         if (auto mode = cli::parse_mode(w); mode && *mode == cfg.mode) mode_given = true;
+        if (w == "rendezvous") rendezvous_given = true;
+        if (w.starts_with("--listen-b")) listen_b_given = true;
         if (w.starts_with("--auth-a")) auth_a_given = true;
         if (w.starts_with("--auth-b")) auth_b_given = true;
     }
+    if (cfg.rendezvous) {
+        // Its sides are servers without a verifier (the program sets the token verifier).
+        FUZZ_CHECK(rendezvous_given && !cfg.secret_file.empty());
+        FUZZ_CHECK(cfg.mode == (listen_b_given ? sc::connector_mode::server_to_server
+                                               : sc::connector_mode::one_server));
+        FUZZ_CHECK(!cfg.multi);
+        check_side(cfg.a, true, false);
+        if (listen_b_given) check_side(cfg.b, true, false);
+        FUZZ_CHECK(cfg.pending_timeout == sc::no_timeout ||
+                   (cfg.pending_timeout > 0ms && cfg.pending_timeout <= max_ms));
+        FUZZ_CHECK(cfg.max_sessions <= cli::max_limit);
+        auto o = cli::make_options(cfg);
+        FUZZ_CHECK(o.pending_timeout == cfg.pending_timeout && o.max_sessions == cfg.max_sessions);
+        return;
+    }
     FUZZ_CHECK(mode_given);
+    FUZZ_CHECK(cfg.secret_file.empty() && cfg.max_sessions == 0);
     check_side(cfg.a, cli::is_server(cfg.mode, 'A'), auth_a_given);
     check_side(cfg.b, cli::is_server(cfg.mode, 'B'), auth_b_given);
     FUZZ_CHECK(cfg.a.keepalive == cfg.keepalive);

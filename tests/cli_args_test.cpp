@@ -268,3 +268,49 @@ TEST_CASE("auth tokens apply to socket sides as well as server sides", "[cli_arg
     CHECK(static_cast<bool>(both.a.auth));
     CHECK(static_cast<bool>(both.b.auth));
 }
+
+TEST_CASE("parse_args: rendezvous takes --listen, --secret-file and its own options",
+          "[cli_args][rendezvous]") {
+    auto one = accepted({"rendezvous", "--listen", "127.0.0.1:0", "--secret-file", "s"});
+    CHECK(one.rendezvous);
+    CHECK(one.mode == sc::connector_mode::one_server);
+    CHECK(one.secret_file == "s");
+    CHECK(one.timeout == sc::no_timeout); // serves until a signal unless --timeout is given
+    CHECK(one.pending_timeout == 60s);
+    CHECK(one.max_sessions == 0);
+    CHECK(one.a.endpoint.port() == 0);
+    auto two = accepted({"rendezvous", "--listen", ":7000", "--listen-b", ":7001",
+                         "--secret-file", "s", "--pending-timeout", "2.5", "--max-sessions",
+                         "10", "--timeout", "30"});
+    CHECK(two.mode == sc::connector_mode::server_to_server);
+    CHECK(two.a.endpoint.port() == 7000);
+    CHECK(two.b.endpoint.port() == 7001);
+    CHECK(two.timeout == 30s);
+    auto o = cli::make_options(two);
+    CHECK(o.pending_timeout == 2500ms);
+    CHECK(o.max_sessions == 10);
+    CHECK(cli::make_options(accepted({"rendezvous", "--listen", ":0", "--secret-file", "s",
+                                      "--pending-timeout", "0"}))
+              .pending_timeout == sc::no_timeout);
+    // The relay modes leave the rendezvous options alone.
+    CHECK(cli::make_options(accepted(with({}))).pending_timeout == sc::no_timeout);
+
+    CHECK(rejected({"rendezvous", "--secret-file", "s"}) == "rendezvous needs --listen ADDR");
+    CHECK(rejected({"rendezvous", "--listen", ":0"}) == "rendezvous needs --secret-file FILE");
+    CHECK(rejected({"rendezvous", "--listen", ":0", "--secret-file", "s", "--a", ":1"})
+              .starts_with("--a does not apply to rendezvous"));
+    CHECK(rejected({"rendezvous", "--listen", ":0", "--secret-file", "s", "--auth-b", "t"})
+              .starts_with("--auth-b does not apply to rendezvous"));
+    CHECK(rejected({"rendezvous", "--listen", "host", "--secret-file", "s"})
+              .starts_with("--listen \"host\": "));
+    CHECK(rejected(with({"--listen", ":0"})) == "--listen applies only to rendezvous");
+    CHECK(rejected(with({"--max-sessions", "3"})) == "--max-sessions applies only to rendezvous");
+    CHECK(rejected({"rendezvous", "--listen", ":0", "--secret-file", "s", "--max-sessions",
+                    "-1"})
+              .starts_with("--max-sessions needs a whole number"));
+    for (const char* flag : {"--listen ADDR", "--listen-b ADDR", "--secret-file FILE",
+                             "--pending-timeout SECS", "--max-sessions N"}) {
+        INFO(flag);
+        CHECK(cli::usage_text.find(flag) != std::string_view::npos);
+    }
+}

@@ -174,7 +174,8 @@ asio::awaitable<void> stats_relay_reports_when_done() {
     INFO("stdout: " << out);
     CHECK(out.find("A -> B: 300000 bytes, B -> A: 123457 bytes\n") != std::string::npos);
     CHECK(out.find("{\"sockets_created\":2,\"bytes_a_to_b\":300000,\"bytes_b_to_a\":123457,"
-                   "\"connections_total\":1,\"connections_open\":0,\"auth_failures\":0,"
+                   "\"connections_total\":1,\"connections_open\":0,\"sessions_paired\":0,"
+                   "\"auth_failures\":0,"
                    "\"sockets_refused\":0,\"remote_addresses\":[\"127.0.0.1\"]}\n") !=
           std::string::npos);
 }

@@ -198,6 +198,7 @@ asio::awaitable<void> single_pair_connector(asio::any_io_executor pool, sc::conn
             o.b.endpoint = loopback(tb->port());
             break;
         case sc::connector_mode::server_to_server:
+        case sc::connector_mode::one_server:
             throw std::logic_error("not a single-pair mode");
         }
         auto c = co_await sc::create(mode, pool, std::move(o));

@@ -48,6 +48,32 @@ inline std::optional<first_line> find_first_line(std::span<const char> bytes) no
 
 namespace detail {
 
+/// What `read_line_within` found in the bytes a side has sent so far.
+enum class line_state {
+    need_more, ///< no LF yet, and the line may still fit: read more
+    complete,  ///< a line of at most `max_line` bytes (CR and LF not counted)
+    too_long,  ///< the line is longer than `max_line` bytes, or must become so
+};
+
+struct line_result {
+    line_state state = line_state::need_more;
+    std::string_view line; ///< when complete: without its LF and one trailing CR
+    std::size_t rest = 0;  ///< when complete: where the bytes after the LF start
+};
+
+/// Reads the first line of `received` (the bytes a side has sent so far), at most `max_line`
+/// bytes long without its CR LF. Any bytes are valid input; the decision never changes as
+/// bytes are appended, so a reader may stop as soon as it is not `need_more`.
+inline line_result read_line_within(std::span<const char> received, std::size_t max_line) noexcept {
+    if (auto found = find_first_line(received)) {
+        if (found->line.size() > max_line) return {line_state::too_long, {}, 0};
+        return {line_state::complete, found->line, found->rest};
+    }
+    // Room for max_line bytes and a CR; without an LF by then the line is too long.
+    if (received.size() > max_line + 1) return {line_state::too_long, {}, 0};
+    return {};
+}
+
 /// What `check_token_line` decided about the bytes a side has sent so far.
 enum class token_check {
     need_more, ///< no LF yet, and not too many bytes for one: read more

@@ -3,12 +3,16 @@
 #include <concepts>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
+#include <string>
 #include <type_traits>
 #include <utility>
 #include <vector>
 
 #include <asio/awaitable.hpp>
+
+#include <socket_connector/side_id.hpp>
 
 namespace socket_connector {
 
@@ -101,9 +105,17 @@ private:
 /// What an auth verifier decided, and the bytes it read past the end of the handshake.
 ///
 /// `leftover` is relayed to the other side, before anything else, once the side is paired.
+/// `key` pairs the socket by session: a side with a key is joined only with the other side of
+/// the same key (one A and one B per key at a time); an empty key pairs first in, first out.
+/// `side` says which side the socket is: needed on a connector's one port (`one_server`), and
+/// elsewhere, when given, it must be the side the socket arrived on. `why` is the reason a
+/// socket was refused, for the log (never a secret).
 struct auth_result {
     bool ok = false;
     std::vector<char> leftover;
+    std::string key{};
+    std::optional<side_id> side{};
+    std::string why{};
 };
 
 /// Decides whether a newly accepted or connected socket may be paired; may read and write it.

@@ -65,6 +65,9 @@ public:
 
     /// The connection's number within its connector, from 1.
     std::uint64_t id() const noexcept { return id_; }
+    /// The session key both sides' auth verifiers named (a rendezvous); empty for a pair joined
+    /// first in, first out.
+    const std::string& key() const noexcept { return key_; }
     side_type& side_a() noexcept { return *a_; }
     side_type& side_b() noexcept { return *b_; }
     side_type& side(side_id which) noexcept { return which == side_id::a ? *a_ : *b_; }
@@ -237,6 +240,7 @@ private:
     std::shared_ptr<side_type> a_;
     std::shared_ptr<side_type> b_;
     std::uint64_t id_;
+    std::string key_; // set by the connector before the pair starts
     std::shared_ptr<detail::relay_context> context_;
     // What the connector handed over with each side, until begin() gives it to the directions.
     std::unique_ptr<std::array<detail::handoff, 2>> handoffs_;

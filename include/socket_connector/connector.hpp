@@ -26,6 +26,7 @@
 #include <asio/ip/tcp.hpp>
 #include <asio/multiple_exceptions.hpp>
 #include <asio/post.hpp>
+#include <asio/steady_timer.hpp>
 #include <asio/strand.hpp>
 #include <asio/use_awaitable.hpp>
 #include <fmt/format.h>
@@ -41,6 +42,7 @@
 #include <socket_connector/detail/pairing.hpp>
 #include <socket_connector/detail/printable.hpp>
 #include <socket_connector/detail/strand_event.hpp>
+#include <socket_connector/detail/use_tuple.hpp>
 #include <socket_connector/logging.hpp>
 #include <socket_connector/options.hpp>
 #include <socket_connector/side.hpp>
@@ -49,13 +51,14 @@
 
 namespace socket_connector {
 
-/// Which of the four shapes a connector has: each side is a server (it accepts) or a socket
-/// (the connector dials out).
+/// Which shape a connector has: each side is a server (it accepts) or a socket (the connector
+/// dials out); `one_server` accepts both sides on one endpoint.
 enum class connector_mode {
     server_to_server,
     server_to_socket,
     socket_to_server,
-    socket_to_socket
+    socket_to_socket,
+    one_server
 };
 
 namespace detail {
@@ -65,9 +68,9 @@ struct connector_key {};
 
 /// Joins sockets from side A with sockets from side B, pairwise, and relays between them.
 ///
-/// Made by one of the four factories (or `create`). A side is accepted by a listener or dialed
-/// by a dialer, admitted by its auth verifier, waits for a partner (first in, first out), and is
-/// joined with it into a connection. All of the connector's own state lives on one strand (or,
+/// Made by one of the factories (or `create`). A side is accepted by a listener or dialed by a
+/// dialer, admitted by its auth verifier, waits for a partner (first in, first out, or the other
+/// side of the key its verifier named), and is joined with it into a connection. All of the connector's own state lives on one strand (or,
 /// with `io_run_by_one_thread`, on its executor's one thread); its public members may be called
 /// from any thread. Its coroutines keep it alive until it has closed.
 template <class Protocol = asio::ip::tcp, class Executor = asio::any_io_executor>
@@ -113,6 +116,8 @@ public:
     std::size_t pending_a() const noexcept { return pending_count_[0].load(); }
     std::size_t pending_b() const noexcept { return pending_count_[1].load(); }
     std::size_t connections() const noexcept { return live_count_.load(); }
+    /// Sessions (keys named by auth verifiers) with a side waiting or a pair relaying.
+    std::size_t sessions() const noexcept { return session_count_.load(); }
     /// True once the connector has closed: servers stopped, every socket closed.
     bool closed() const noexcept { return closed_.load(); }
 
@@ -134,6 +139,16 @@ public:
         asio::dispatch(strand_,
                        [self = this->shared_from_this(), limit] { self->drain_now(limit); });
     }
+
+    /// Hands the connector a socket the application accepted or dialed itself (the Dart
+    /// package's `handleSingleConnection`), as side `id`: from here it is admitted, paired and
+    /// relayed like one the connector accepted, and counted against the same limits. Without a
+    /// `verdict` the side's auth verifier runs on it. With one, the application has run its own
+    /// handshake and the verifier is skipped: `leftover` (what it read past its handshake) is
+    /// relayed first, and `key` and `side` pair it as a verifier's would (`side` defaults to
+    /// `id`); a verdict that is not `ok` closes it as a failed authentication. The socket must
+    /// be connected and use this connector's event loop. Safe from any thread.
+    void adopt(side_id id, socket_type socket, std::optional<auth_result> verdict = std::nullopt);
 
     /// Completes (signature `void()`) when the connector has closed (Dart's `done`). Takes any
     /// completion token; by default it is awaitable.
@@ -227,12 +242,19 @@ private:
 
     // ---- sides ------------------------------------------------------------------------------
 
-    arrival_ptr adopt(side_id id, socket_type socket, const endpoint_type& remote);
+    /// Where a new socket came from.
+    enum class origin { accepted, dialed, adopted };
+    arrival_ptr wrap(side_id id, socket_type socket, const endpoint_type& remote, origin from);
+    void adopted(side_id id, socket_type socket, std::optional<auth_result> verdict);
     void accepted(side_id id, socket_type socket, const endpoint_type& peer, bool unseen);
     std::string why_refuse(side_id id) const;
     asio::awaitable<void> admit(arrival_ptr a);
     asio::awaitable<bool> authenticate(const arrival_ptr& a);
+    std::string check_verdict(arrival& a, const detail::admission& result);
     void enqueue(arrival_ptr a, bool unseen = false);
+    void refuse(const arrival_ptr& a, const std::string& why);
+    void expire_later(const arrival_ptr& a);
+    asio::awaitable<void> expire_pending();
     asio::awaitable<void> watch(arrival_ptr a);
     void drop(const arrival_ptr& a, const std::string& why);
     /// A side dialed once at start-up: if it goes before the pair forms, nothing can pair.
@@ -322,7 +344,12 @@ private:
     std::optional<listener_type> listeners_[2];
     std::optional<dialer_type> dialers_[2];
     endpoint_type local_[2]{};
-    detail::fifo_pairing<side_type> pairing_;
+    detail::pairing<side_type> pairing_;
+    // Pending sides in the order their pending_timeout runs out (one timer for all of them).
+    std::deque<std::pair<std::chrono::steady_clock::time_point, std::weak_ptr<arrival>>>
+        expiries_;
+    std::optional<asio::steady_timer> expiry_timer_;
+    bool expiring_ = false; // expire_pending() is running
     std::set<arrival_ptr> authenticating_;
     std::size_t authenticating_count_[2] = {0, 0};
     std::set<std::shared_ptr<connection_type>> live_;
@@ -339,6 +366,8 @@ private:
     std::atomic<bool> closed_{false};
     std::atomic<std::size_t> pending_count_[2] = {0, 0};
     std::atomic<std::size_t> live_count_{0};
+    std::atomic<std::size_t> session_count_{0};
+    std::atomic<std::uint64_t> sessions_paired_{0};
     std::atomic<std::uint64_t> sockets_created_{0};
     std::atomic<std::uint64_t> connections_total_{0};
     std::atomic<std::uint64_t> auth_failures_{0};
@@ -351,63 +380,9 @@ private:
 /// The TCP connector, the one most programs use.
 using connector = basic_connector<asio::ip::tcp, asio::any_io_executor>;
 
-/// Makes a connector of shape `mode`: completes once its servers are bound and its up-front
-/// outbound connections are made, with signature `void(std::error_code, std::shared_ptr<...>)`.
-/// Takes any Asio completion token; by default it is awaitable and a failure throws
-/// `std::system_error` (`asio::redirect_error` or `as_tuple` give the code instead). The failure
-/// is also logged at error level with its context (`start-up failed: bind A to 0.0.0.0:9000:
-/// Address already in use`). For another protocol, name it: `create<local::stream_protocol>`.
-/// `opts` is copied (or moved from); on g++ 12 it cannot be a braced list
-/// (detail/options_argument.hpp says why).
-template <class Protocol = asio::ip::tcp, class Executor = asio::any_io_executor,
-          class CompletionToken = asio::use_awaitable_t<>>
-auto create(connector_mode mode, std::type_identity_t<Executor> ex,
-            std::type_identity_t<detail::options_argument<Protocol, Executor>> opts,
-            CompletionToken&& token = {}) {
-    auto c = std::make_shared<basic_connector<Protocol, Executor>>(
-        detail::connector_key{}, mode, std::move(ex), detail::take_options(std::move(opts)));
-    return c->async_start(std::forward<CompletionToken>(token));
-}
-
-/// Binds A and B and pairs every authenticated A with an authenticated B (a rendezvous).
-template <class Protocol = asio::ip::tcp, class Executor = asio::any_io_executor,
-          class CompletionToken = asio::use_awaitable_t<>>
-auto server_to_server(std::type_identity_t<Executor> ex,
-                      std::type_identity_t<detail::options_argument<Protocol, Executor>> opts,
-                      CompletionToken&& token = {}) {
-    return create<Protocol, Executor>(connector_mode::server_to_server, std::move(ex),
-                                      std::move(opts), std::forward<CompletionToken>(token));
-}
-/// Binds A; each A is paired with an outbound connection to B (see `options::multi`).
-template <class Protocol = asio::ip::tcp, class Executor = asio::any_io_executor,
-          class CompletionToken = asio::use_awaitable_t<>>
-auto server_to_socket(std::type_identity_t<Executor> ex,
-                      std::type_identity_t<detail::options_argument<Protocol, Executor>> opts,
-                      CompletionToken&& token = {}) {
-    return create<Protocol, Executor>(connector_mode::server_to_socket, std::move(ex),
-                                      std::move(opts), std::forward<CompletionToken>(token));
-}
-/// Connects to A, binds B, and pairs the first authenticated B with A.
-template <class Protocol = asio::ip::tcp, class Executor = asio::any_io_executor,
-          class CompletionToken = asio::use_awaitable_t<>>
-auto socket_to_server(std::type_identity_t<Executor> ex,
-                      std::type_identity_t<detail::options_argument<Protocol, Executor>> opts,
-                      CompletionToken&& token = {}) {
-    return create<Protocol, Executor>(connector_mode::socket_to_server, std::move(ex),
-                                      std::move(opts), std::forward<CompletionToken>(token));
-}
-/// Connects to A and to B (at the same time) and pairs them.
-template <class Protocol = asio::ip::tcp, class Executor = asio::any_io_executor,
-          class CompletionToken = asio::use_awaitable_t<>>
-auto socket_to_socket(std::type_identity_t<Executor> ex,
-                      std::type_identity_t<detail::options_argument<Protocol, Executor>> opts,
-                      CompletionToken&& token = {}) {
-    return create<Protocol, Executor>(connector_mode::socket_to_socket, std::move(ex),
-                                      std::move(opts), std::forward<CompletionToken>(token));
-}
-
 } // namespace socket_connector
 
+#include <socket_connector/factories.hpp>
 #include <socket_connector/impl/connector.hpp>
 #include <socket_connector/impl/connector_lifecycle.hpp>
 #include <socket_connector/impl/connector_proxy.hpp>

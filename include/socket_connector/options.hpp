@@ -66,7 +66,7 @@ private:
 /// turn when connecting.
 ///
 /// Fields in the order designated initialisers must follow: `endpoint`, `host`, `port`, `auth`,
-/// `transform`, `keepalive`, `reuse_port`.
+/// `transform`, `keepalive`, `reuse_port`, `backlog`.
 template <class Protocol, class Executor = asio::any_io_executor>
 struct basic_side_options {
     using socket_type = asio::basic_stream_socket<Protocol, Executor>;
@@ -85,6 +85,9 @@ struct basic_side_options {
     /// each on its own thread, can listen on one address; the kernel spreads new connections
     /// among them. Every listener of the address must set it.
     bool reuse_port = false;
+    /// A server side: the listen backlog, how many connections the kernel queues before they
+    /// are accepted (Dart's `backlog`). 0: the system's maximum (`SOMAXCONN`).
+    int backlog = 0;
 };
 
 /// Counts that several connectors add up, so that their `max_connections` and `max_pending`
@@ -115,7 +118,7 @@ private:
 /// Fields in the order designated initialisers must follow: `a`, `b`, `verbose`, `log_traffic`,
 /// `zero_copy`, `logger`, `timeout`, `auth_timeout`, `connect_timeout`, `max_pending`,
 /// `max_connections`, `limit_group`, `idle_timeout`, `io_run_by_one_thread`, `multi`,
-/// `before_joining`. Hand a factory a named variable (or a function's result): g++ 12
+/// `before_joining`, `pending_timeout`, `max_sessions`. Hand a factory a named variable (or a function's result): g++ 12
 /// miscompiles a braced temporary in a `co_await` (see detail/options_argument.hpp).
 template <class Protocol, class Executor = asio::any_io_executor>
 struct basic_options {
@@ -163,6 +166,13 @@ struct basic_options {
     /// Called on the connector's strand when a pair has formed, before any byte is relayed; may
     /// replace the sides' transformers. An exception closes the pair.
     std::function<void(basic_connection<Protocol, Executor>&)> before_joining{};
+    /// A side that has been admitted and waits for its partner for this long is closed (its
+    /// session, if it has a key, is forgotten). `no_timeout`: it waits until the connector closes.
+    std::chrono::milliseconds pending_timeout = no_timeout;
+    /// At most this many sessions (keys named by auth verifiers) at a time, waiting for their
+    /// second side or relaying; a side that would open one more is closed with a logged reason
+    /// (the second side of a waiting session is always let in). 0: no limit.
+    std::size_t max_sessions = 0;
 };
 
 /// Options for a TCP connector, the common case.

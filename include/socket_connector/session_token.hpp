@@ -17,22 +17,33 @@
 // adds `OpenSSL::Crypto`. The rest of the library does not include it.
 
 #include <array>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <vector>
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
-#include <socket_connector/side.hpp>
+#include <asio/awaitable.hpp>
+#include <asio/buffer.hpp>
+#include <asio/error.hpp>
+#include <asio/redirect_error.hpp>
+#include <asio/use_awaitable.hpp>
+
+#include <socket_connector/auth.hpp>
+#include <socket_connector/concepts.hpp>
+#include <socket_connector/side_id.hpp>
 
 namespace socket_connector {
 
@@ -198,5 +209,72 @@ inline std::optional<session_token> check_token(const token_secret& secret, std:
     if (*expiry < now) return refuse("expired");
     return session_token{std::string(parts[1]), parts[2] == "A" ? side_id::a : side_id::b, *expiry};
 }
+
+/// The Unix time now, in whole seconds.
+inline std::uint64_t unix_now() {
+    auto since = std::chrono::system_clock::now().time_since_epoch();
+    auto seconds = std::chrono::duration_cast<std::chrono::seconds>(since).count();
+    return seconds < 0 ? 0 : static_cast<std::uint64_t>(seconds);
+}
+
+/// The auth verifier of a rendezvous: each socket's first line is a session token (`TOKEN` LF,
+/// or CR LF). A valid token admits the socket as the side it names, paired by its session; the
+/// bytes after the LF are relayed once the session is paired. Refused, with the reason in
+/// `auth_result::why` (never the token): no line within `max_line` bytes, an end of stream
+/// before the LF, or a token `check_token` refuses. It reads in chunks of `read_chunk` bytes, so
+/// a socket holds at most `max_line + 1 + read_chunk` bytes while it authenticates.
+class session_token_verifier {
+public:
+    static constexpr std::size_t default_max_line = 1024;
+    static constexpr std::size_t read_chunk = 4096;
+
+    explicit session_token_verifier(token_secret secret, std::size_t max_line = default_max_line)
+        : secret_(std::make_shared<const token_secret>(std::move(secret)))
+        , max_line_(max_line) {}
+
+    template <class Socket>
+    asio::awaitable<auth_result> operator()(Socket& socket) const {
+        std::vector<char> received;
+        for (;;) {
+            auto line = detail::read_line_within(received, max_line_);
+            if (line.state == detail::line_state::too_long)
+                co_return refused(fmt_too_long());
+            if (line.state == detail::line_state::complete) {
+                std::string why;
+                auto token = check_token(*secret_, line.line, unix_now(), &why);
+                if (!token) co_return refused(std::move(why));
+                auth_result result;
+                result.ok = true;
+                result.leftover.assign(received.begin() + static_cast<std::ptrdiff_t>(line.rest),
+                                       received.end());
+                result.key = std::move(token->session);
+                result.side = token->side;
+                co_return result;
+            }
+            auto old = received.size();
+            received.resize(old + read_chunk);
+            std::error_code ec;
+            auto n = co_await socket.async_read_some(
+                asio::buffer(received.data() + old, read_chunk),
+                asio::redirect_error(asio::use_awaitable, ec));
+            received.resize(old + n);
+            if (ec == asio::error::eof) co_return refused("end of stream before the token line");
+            if (ec) co_return refused(ec.message());
+        }
+    }
+
+private:
+    static auth_result refused(std::string why) {
+        auth_result r;
+        r.why = std::move(why);
+        return r;
+    }
+    std::string fmt_too_long() const {
+        return "no token line within " + std::to_string(max_line_) + " bytes";
+    }
+
+    std::shared_ptr<const token_secret> secret_; // shared by the verifier's copies
+    std::size_t max_line_;
+};
 
 } // namespace socket_connector

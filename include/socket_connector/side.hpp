@@ -9,21 +9,9 @@
 #include <asio/ip/tcp.hpp>
 
 #include <socket_connector/concepts.hpp>
+#include <socket_connector/side_id.hpp>
 
 namespace socket_connector {
-
-/// Which side of a connector: A or B.
-enum class side_id { a, b };
-
-/// The other side.
-constexpr side_id other(side_id side) noexcept {
-    return side == side_id::a ? side_id::b : side_id::a;
-}
-
-/// "A" or "B", as logs and messages name the sides.
-constexpr std::string_view to_string(side_id side) noexcept {
-    return side == side_id::a ? "A" : "B";
-}
 
 /// Where a side is in its life: authenticating, waiting in its queue, relaying, or gone.
 enum class side_state { authenticating, pending, joined, closed };
@@ -79,6 +67,8 @@ private:
     friend class basic_connection;
 
     void set_state(side_state state) noexcept { state_ = state; }
+    /// On a connector's one port, the side its verifier said it is.
+    void set_id(side_id id) noexcept { id_ = id; }
     /// Closes the socket and marks the side closed.
     void close() noexcept {
         state_ = side_state::closed;

@@ -19,10 +19,13 @@ struct stats {
     /// Pairs formed so far, and pairs still relaying.
     std::uint64_t connections_total = 0;
     std::uint64_t connections_open = 0;
+    /// Of `connections_total`, the pairs joined by key (rendezvous sessions).
+    std::uint64_t sessions_paired = 0;
     /// Sides that failed or timed out their authentication.
     std::uint64_t auth_failures = 0;
-    /// Sockets closed as soon as they were accepted because a limit (`max_pending`,
-    /// `max_connections`) was hit.
+    /// Sockets closed without being relayed because a limit (`max_pending`, `max_connections`,
+    /// `max_sessions`) was hit, or because their key already had its side (a duplicate) or they
+    /// came to the wrong side's port. Failed authentication counts in `auth_failures` instead.
     std::uint64_t sockets_refused = 0;
     /// The distinct remote addresses seen (without ports), in the order first seen; at most the
     /// first 1,024.
@@ -46,10 +49,10 @@ struct stats {
         }
         return fmt::format(
             "{{\"sockets_created\":{},\"bytes_a_to_b\":{},\"bytes_b_to_a\":{},"
-            "\"connections_total\":{},\"connections_open\":{},"
+            "\"connections_total\":{},\"connections_open\":{},\"sessions_paired\":{},"
             "\"auth_failures\":{},\"sockets_refused\":{},\"remote_addresses\":[{}]}}",
             sockets_created, bytes_a_to_b, bytes_b_to_a, connections_total, connections_open,
-            auth_failures, sockets_refused, addresses);
+            sessions_paired, auth_failures, sockets_refused, addresses);
     }
 };
 

@@ -131,11 +131,13 @@ public:
         return err_;
     }
 
-    /// The port in the first stdout line `SIDE listening on HOST:PORT`, or 0 if none yet.
+    /// The port in the first stdout line `SIDE listening on HOST:PORT` (with `side` 0: the line
+    /// `listening on HOST:PORT` of a rendezvous on one port), or 0 if none yet.
     unsigned short listening_port(char side) {
         std::smatch m;
         std::string text = out();
-        std::regex line(std::string(1, side) + R"( listening on .*:(\d+)\n)");
+        std::regex line(side ? std::string(1, side) + R"( listening on .*:(\d+)\n)"
+                             : std::string(R"((?:^|\n)listening on .*:(\d+)\n)"));
         if (!std::regex_search(text, m, line)) return 0;
         return static_cast<unsigned short>(std::stoi(m[1].str()));
     }

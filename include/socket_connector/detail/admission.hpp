@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <exception>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -22,8 +23,11 @@ namespace socket_connector::detail {
 /// refused with the reason.
 struct admission {
     bool admitted = false;
-    std::string failure; ///< "rejected", "timed out", or what the verifier threw
+    /// The verifier's `why`, "rejected" when it gave none, "timed out", or what it threw.
+    std::string failure;
     std::vector<char> leftover;
+    std::string key;            ///< the verifier's pairing key (empty: first in, first out)
+    std::optional<side_id> side; ///< the side the verifier says the socket is
 };
 
 /// Runs a verifier, turning its exception into a failure: `||` waits for the first operation
@@ -52,10 +56,13 @@ asio::awaitable<admission> admit(const any_auth_verifier<Socket>& verify, Socket
         if (outcome.index() == 1) {
             result.failure = "timed out";
         } else if (auto& verdict = std::get<0>(outcome); !verdict.ok) {
-            if (result.failure.empty()) result.failure = "rejected";
+            if (result.failure.empty())
+                result.failure = verdict.why.empty() ? "rejected" : std::move(verdict.why);
         } else {
             result.admitted = true;
             result.leftover = std::move(verdict.leftover);
+            result.key = std::move(verdict.key);
+            result.side = verdict.side;
         }
     } catch (const std::exception& e) {
         result.failure = e.what();

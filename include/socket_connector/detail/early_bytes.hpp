@@ -89,9 +89,11 @@ asio::awaitable<watch_end> watch_pending(arrival_ptr<Side> a, std::string& why) 
             asio::buffer(buf.data(), std::min(room, pooled_buffer::size())), ec);
         if (!ec) in.early.insert(in.early.end(), buf.data(), buf.data() + n);
         if (ec == asio::error::would_block || ec == asio::error::try_again) continue;
-        if (ec == asio::error::eof && !in.early.empty()) {
+        if (ec == asio::error::eof && (!in.early.empty() || !a->key.empty())) {
             // Half-closed after sending something: kept; the bytes and the end of stream are
-            // relayed once it is paired.
+            // relayed once it is paired. A side with a session key is kept even when it sent
+            // nothing: it waits for its own partner only (and the pending timeout bounds it),
+            // so a client that sends its token and ends its stream still receives.
             in.ended = true;
             co_return watch_end::held;
         }

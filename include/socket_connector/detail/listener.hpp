@@ -100,7 +100,8 @@ public:
                                               : std::string());
         }
         const bool inherits = set_options_to_inherit(acceptor, so);
-        if (acceptor.listen(asio::socket_base::max_listen_connections, ec); ec)
+        const int backlog = so.backlog > 0 ? so.backlog : asio::socket_base::max_listen_connections;
+        if (acceptor.listen(backlog, ec); ec)
             throw fail("listen");
         co_return listener(std::move(acceptor), id, inherits);
     }

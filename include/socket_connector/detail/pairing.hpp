@@ -2,15 +2,19 @@
 
 // Pairing: the sides that are admitted and wait for a partner, and how they are matched.
 //
-// The policy today is the Dart package's: first in, first out, one queue per side. A keyed
-// policy (sessions paired by a key an auth verifier read, one A and one B per key) goes here as
-// a second class with the same members; the connector only calls `add`, `remove`, `next_pair`,
-// `waiting` and `take_all`.
+// A side without a key is paired as the Dart package pairs: first in, first out, one queue per
+// side. A side with a key (its auth verifier named one: a rendezvous session) is paired only
+// with the other side of the same key; a key holds at most one A and one B, from the first
+// arrival until its pair ends, so nothing can ever join two keys or a third socket into a
+// session. The connector calls `add`, `remove`, `next_pair`, `release`, `waiting`, `sessions`
+// and `take_all`.
 
 #include <cstddef>
 #include <deque>
 #include <memory>
 #include <optional>
+#include <string>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -26,25 +30,71 @@ struct arrival {
         : side(std::move(s)) {}
     std::shared_ptr<Side> side;
     handoff in;
+    /// The pairing key its verifier named; empty: first in, first out.
+    std::string key;
 };
 
 template <class Side>
 using arrival_ptr = std::shared_ptr<arrival<Side>>;
 
-/// First in, first out: the oldest waiting A is paired with the oldest waiting B.
+/// Why `pairing::add` did not take a side.
+enum class add_result {
+    added,
+    duplicate_pending, ///< its key already has a side of this kind waiting
+    duplicate_joined,  ///< its key's pair is relaying
+};
+
+/// The waiting sides: unkeyed ones in two queues, keyed ones by key.
 template <class Side>
-class fifo_pairing {
+class pairing {
 public:
     using entry = arrival_ptr<Side>;
 
-    /// Queues an admitted side.
-    void add(entry e) { queue(e->side->id()).push_back(std::move(e)); }
+    /// Queues an admitted side, or says why it may not wait (the live one is left alone).
+    add_result add(entry e) {
+        const auto id = e->side->id();
+        if (e->key.empty()) {
+            queue(id).push_back(std::move(e));
+            return add_result::added;
+        }
+        auto [it, fresh] = keyed_.try_emplace(e->key);
+        auto& session = it->second;
+        if (!fresh && session.joined) return add_result::duplicate_joined;
+        if (session.slot(id)) return add_result::duplicate_pending;
+        session.slot(id) = e;
+        ++keyed_waiting_[index(id)];
+        if (session.a && session.b) ready_.push_back(it->first);
+        return add_result::added;
+    }
 
-    /// Takes a side out of its queue (it left, or was closed); false if it was not there.
-    bool remove(const entry& e) { return std::erase(queue(e->side->id()), e) > 0; }
+    /// Takes a waiting side out (it left, or was closed); false if it was not waiting.
+    bool remove(const entry& e) {
+        const auto id = e->side->id();
+        if (e->key.empty()) return std::erase(queue(id), e) > 0;
+        auto it = keyed_.find(e->key);
+        if (it == keyed_.end() || it->second.joined || it->second.slot(id) != e) return false;
+        it->second.slot(id).reset();
+        --keyed_waiting_[index(id)];
+        std::erase(ready_, e->key);
+        if (!it->second.a && !it->second.b) keyed_.erase(it);
+        return true;
+    }
 
-    /// The next pair to join, taken out of the queues, or nothing.
+    /// The next pair to join, taken out of waiting, or nothing. A keyed pair's key stays taken
+    /// until `release`.
     std::optional<std::pair<entry, entry>> next_pair() {
+        while (!ready_.empty()) {
+            auto key = std::move(ready_.front());
+            ready_.pop_front();
+            auto it = keyed_.find(key);
+            if (it == keyed_.end() || it->second.joined || !it->second.a || !it->second.b)
+                continue;
+            auto& session = it->second;
+            session.joined = true;
+            --keyed_waiting_[0];
+            --keyed_waiting_[1];
+            return std::pair<entry, entry>{std::move(session.a), std::move(session.b)};
+        }
         if (a_.empty() || b_.empty()) return std::nullopt;
         std::pair<entry, entry> p{std::move(a_.front()), std::move(b_.front())};
         a_.pop_front();
@@ -52,26 +102,64 @@ public:
         return p;
     }
 
+    /// A keyed pair has ended: its key may be used again.
+    void release(const std::string& key) {
+        if (key.empty()) return;
+        auto it = keyed_.find(key);
+        if (it != keyed_.end() && it->second.joined) keyed_.erase(it);
+    }
+
+    /// Whether `key` has a side waiting or a pair relaying.
+    bool has_session(const std::string& key) const { return keyed_.contains(key); }
+    /// Keys with a side waiting or a pair relaying.
+    std::size_t sessions() const noexcept { return keyed_.size(); }
+
     /// Sides of `side` waiting for a partner.
     std::size_t waiting(side_id side) const noexcept {
-        return side == side_id::a ? a_.size() : b_.size();
+        return queue(side).size() + keyed_waiting_[index(side)];
     }
-    bool empty() const noexcept { return a_.empty() && b_.empty(); }
+    bool empty() const noexcept { return waiting(side_id::a) == 0 && waiting(side_id::b) == 0; }
 
-    /// Every waiting side, taken out of the queues (to be closed).
+    /// Every waiting side, taken out (to be closed). Keys of relaying pairs stay taken.
     std::vector<entry> take_all() {
         std::vector<entry> all(a_.begin(), a_.end());
         all.insert(all.end(), b_.begin(), b_.end());
         a_.clear();
         b_.clear();
+        for (auto it = keyed_.begin(); it != keyed_.end();) {
+            auto& session = it->second;
+            if (session.joined) {
+                ++it;
+                continue;
+            }
+            for (auto* slot : {&session.a, &session.b})
+                if (*slot) all.push_back(std::move(*slot));
+            it = keyed_.erase(it);
+        }
+        keyed_waiting_[0] = keyed_waiting_[1] = 0;
+        ready_.clear();
         return all;
     }
 
 private:
+    struct keyed_session {
+        entry a;
+        entry b;
+        bool joined = false;
+        entry& slot(side_id id) noexcept { return id == side_id::a ? a : b; }
+    };
+
+    static constexpr std::size_t index(side_id id) noexcept { return id == side_id::a ? 0 : 1; }
     std::deque<entry>& queue(side_id side) noexcept { return side == side_id::a ? a_ : b_; }
+    const std::deque<entry>& queue(side_id side) const noexcept {
+        return side == side_id::a ? a_ : b_;
+    }
 
     std::deque<entry> a_;
     std::deque<entry> b_;
+    std::unordered_map<std::string, keyed_session> keyed_;
+    std::size_t keyed_waiting_[2] = {0, 0};
+    std::deque<std::string> ready_; // keys with both sides waiting, in the order they completed
 };
 
 } // namespace socket_connector::detail

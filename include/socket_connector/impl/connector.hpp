@@ -39,6 +39,7 @@ socket_connector::stats basic_connector<Protocol, Executor>::stats() const {
     s.connections_total = connections_total_.load();
     s.auth_failures = auth_failures_.load();
     s.sockets_refused = sockets_refused_.load();
+    s.sessions_paired = sessions_paired_.load();
     std::lock_guard lock(addresses_mutex_);
     s.remote_addresses = remote_addresses_;
     return s;
@@ -54,6 +55,13 @@ asio::awaitable<void> basic_connector<Protocol, Executor>::start() {
     case connector_mode::server_to_server:
         co_await listen(side_id::a);
         co_await listen(side_id::b);
+        break;
+    case connector_mode::one_server:
+        if (!opts_.a.auth)
+            throw std::system_error(std::make_error_code(std::errc::invalid_argument),
+                                    "one_server needs side A's auth verifier (it says each "
+                                    "socket's side)");
+        co_await listen(side_id::a);
         break;
     case connector_mode::server_to_socket: {
         auto targets = co_await detail::resolve(strand_, side_id::b, opts_.b);
@@ -123,7 +131,7 @@ basic_connector<Protocol, Executor>::dial_up_front(side_id id) {
     // reported elsewhere.
     if (ec == asio::error::operation_aborted) throw std::system_error(ec, "connect cancelled");
     if (ec) throw std::system_error(ec, connect_failure(id, ec));
-    co_return adopt(id, std::move(socket), remote);
+    co_return wrap(id, std::move(socket), remote, origin::dialed);
 }
 
 /// How a failed connect of side `id` is named in messages ("connect B to HOST:PORT"), with the
@@ -142,11 +150,12 @@ std::string basic_connector<Protocol, Executor>::connect_failure(side_id id,
 // ---- sides ------------------------------------------------------------------------------------
 
 /// Sets the socket options on a new socket (accepted from, or connected to, `remote`), counts it
-/// and wraps it in a side.
+/// and wraps it in a side. A socket this side's listener accepted may have its options already
+/// (inherited from the listening socket).
 template <class Protocol, class Executor>
 detail::arrival_ptr<basic_side<Protocol, Executor>>
-basic_connector<Protocol, Executor>::adopt(side_id id, socket_type socket,
-                                           const endpoint_type& remote) {
+basic_connector<Protocol, Executor>::wrap(side_id id, socket_type socket,
+                                          const endpoint_type& remote, origin from) {
     std::string peer = detail::to_string(remote);
     sockets_created_.fetch_add(1, std::memory_order_relaxed);
     {
@@ -160,8 +169,7 @@ basic_connector<Protocol, Executor>::adopt(side_id id, socket_type socket,
     std::error_code ec;
     if (!socket.non_blocking()) socket.non_blocking(true, ec); // a dial may have set it
     const auto& listener = listeners_[index(id)];
-    const bool accepted = listener.has_value();
-    if (!accepted || !listener->sets_options()) {
+    if (from != origin::accepted || !listener->sets_options()) {
         set_no_delay(socket, ec);
         if (ec)
             log(log_level::warning, "{}: TCP_NODELAY on {}: {}", to_string(id), peer, ec.message());
@@ -172,7 +180,14 @@ basic_connector<Protocol, Executor>::adopt(side_id id, socket_type socket,
     auto a = std::make_shared<arrival>(
         std::make_shared<side_type>(id, std::move(socket), std::move(peer)));
     a->side->transformer = side_opts(id).transform();
-    info("{}: {} {}", to_string(id), accepted ? "accepted" : "connected to", a->side->remote());
+    if (mode_ == connector_mode::one_server && from == origin::accepted) // side known once admitted
+        info("accepted {}", a->side->remote());
+    else
+        info("{}: {} {}", to_string(id),
+             from == origin::accepted ? "accepted"
+             : from == origin::dialed ? "connected to"
+                                      : "adopted",
+             a->side->remote());
     return a;
 }
 
@@ -182,11 +197,62 @@ basic_connector<Protocol, Executor>::adopt(side_id id, socket_type socket,
 template <class Protocol, class Executor>
 void basic_connector<Protocol, Executor>::accepted(side_id id, socket_type socket,
                                                    const endpoint_type& peer, bool unseen) {
-    auto a = adopt(id, std::move(socket), peer);
+    auto a = wrap(id, std::move(socket), peer, origin::accepted);
     if (side_opts(id).auth)
         spawn(admit(std::move(a)));
     else
         enqueue(std::move(a), unseen); // nothing to wait for: no coroutine
+}
+
+template <class Protocol, class Executor>
+void basic_connector<Protocol, Executor>::adopt(side_id id, socket_type socket,
+                                                std::optional<auth_result> verdict) {
+    asio::dispatch(strand_, [self = this->shared_from_this(), id, socket = std::move(socket),
+                             verdict = std::move(verdict)]() mutable {
+        self->adopted(id, std::move(socket), std::move(verdict));
+    });
+}
+
+/// A socket the application handed over: checked against the limits, then admitted (by the
+/// side's verifier, or by the application's own verdict) like an accepted one.
+template <class Protocol, class Executor>
+void basic_connector<Protocol, Executor>::adopted(side_id id, socket_type socket,
+                                                  std::optional<auth_result> verdict) {
+    std::error_code ec;
+    const auto remote = socket.remote_endpoint(ec);
+    if (lifecycle_.closing() || ec) {
+        if (ec) log(log_level::warning, "{}: cannot adopt a socket: {}", to_string(id), ec.message());
+        socket.close(ec);
+        return;
+    }
+    if (auto why = why_refuse(id); !why.empty()) {
+        sockets_refused_.fetch_add(1, std::memory_order_relaxed);
+        log(log_level::warning, "{}: refused {}: {}", to_string(id), detail::to_string(remote), why);
+        socket.close(ec);
+        return;
+    }
+    auto a = wrap(id, std::move(socket), remote, origin::adopted);
+    if (!verdict) {
+        if (side_opts(id).auth)
+            spawn(admit(std::move(a)));
+        else
+            enqueue(std::move(a));
+        return;
+    }
+    if (!verdict->ok) {
+        auth_failures_.fetch_add(1, std::memory_order_relaxed);
+        log(log_level::warning, "{}: authentication of {} failed: {}", to_string(id),
+            a->side->remote(), verdict->why.empty() ? "rejected" : verdict->why);
+        a->side->close();
+        return maybe_finish();
+    }
+    detail::admission result;
+    result.admitted = true;
+    result.key = std::move(verdict->key);
+    result.side = verdict->side ? verdict->side : std::optional<side_id>(id);
+    a->in.early = std::move(verdict->leftover);
+    if (auto why = check_verdict(*a, result); !why.empty()) return refuse(a, why);
+    enqueue(std::move(a));
 }
 
 /// Why a socket just accepted on side `id` may not be kept (a limit is hit), or empty.
@@ -210,6 +276,10 @@ std::string basic_connector<Protocol, Executor>::why_refuse(side_id id) const {
     if (opts_.max_pending > 0) {
         auto waiting =
             group ? (id == side_id::a ? group->pending_a() : group->pending_b()) : waiting_on(id);
+        // One port: a socket's side is known only once it is admitted; both count.
+        if (mode_ == connector_mode::one_server)
+            waiting = group ? group->pending_a() + group->pending_b()
+                            : waiting_on(side_id::a) + waiting_on(side_id::b);
         if (waiting >= opts_.max_pending)
             return fmt::format("{} already pending (max_pending)",
                                detail::count_of(waiting, fmt::format("{} socket", to_string(id))));
@@ -255,8 +325,41 @@ asio::awaitable<bool> basic_connector<Protocol, Executor>::authenticate(const ar
         co_return false;
     }
     a->in.early = std::move(result.leftover);
-    info("{}: {} authenticated", to_string(id), joining.remote());
+    if (auto why = check_verdict(*a, result); !why.empty()) {
+        refuse(a, why);
+        co_return false;
+    }
+    info("{}: {} authenticated{}", to_string(joining.id()), joining.remote(),
+         a->key.empty() ? std::string() : fmt::format(" for session {}", a->key));
     co_return true;
+}
+
+/// Takes the key and side a verifier named; why the side may not go on, or empty.
+template <class Protocol, class Executor>
+std::string basic_connector<Protocol, Executor>::check_verdict(arrival& a,
+                                                               const detail::admission& result) {
+    a.key = result.key;
+    if (mode_ == connector_mode::one_server) {
+        if (!result.side) return "its verifier did not say which side it is";
+        a.side->set_id(*result.side);
+    } else if (result.side && *result.side != a.side->id()) {
+        return fmt::format("it is a side {} socket on side {}'s port", to_string(*result.side),
+                           to_string(a.side->id()));
+    }
+    return {};
+}
+
+/// Closes a side that may not wait for a partner (a duplicate, over a limit, the wrong side).
+template <class Protocol, class Executor>
+void basic_connector<Protocol, Executor>::refuse(const arrival_ptr& a, const std::string& why) {
+    sockets_refused_.fetch_add(1, std::memory_order_relaxed);
+    log(log_level::warning, "{}: {} refused: {}", to_string(a->side->id()), a->side->remote(), why);
+    a->side->close();
+    const auto id = a->side->id();
+    if (is_up_front(id) && !lifecycle_.paired_once())
+        close_now(fmt::format("{} was refused", to_string(id)));
+    else
+        maybe_finish();
 }
 
 /// Puts an admitted side in its queue, watches it, and pairs what can be paired. `unseen`: the
@@ -267,14 +370,27 @@ void basic_connector<Protocol, Executor>::enqueue(arrival_ptr a, bool unseen) {
         a->side->close();
         return;
     }
+    if (!a->key.empty() && opts_.max_sessions > 0 && !pairing_.has_session(a->key) &&
+        pairing_.sessions() >= opts_.max_sessions)
+        return refuse(a, fmt::format("session {}: {} open (max_sessions)", a->key,
+                                     detail::count_of(pairing_.sessions(), "session")));
     a->side->set_state(side_state::pending);
-    pairing_.add(a);
+    switch (pairing_.add(a)) {
+    case detail::add_result::added:
+        break;
+    case detail::add_result::duplicate_pending:
+        return refuse(a, fmt::format("session {} already has a side {} waiting", a->key,
+                                     to_string(a->side->id())));
+    case detail::add_result::duplicate_joined:
+        return refuse(a, fmt::format("session {} is already paired", a->key));
+    }
     update_counts();
     if (proxy()) {
         // Joined as soon as its B is connected: what it sends meanwhile waits in the kernel, and
         // a departure shows once the pair relays. No watcher needed.
         dial_for(std::move(a), unseen);
     } else {
+        expire_later(a);
         spawn(watch(std::move(a)));
         try_pair();
     }
@@ -320,6 +436,8 @@ void basic_connector<Protocol, Executor>::join(arrival_ptr a, arrival_ptr b) {
     auto c = std::make_shared<connection_type>(
         typename connection_type::private_tag{}, serial_executor(ex_, opts_.io_run_by_one_thread),
         a->side, std::move(a->in), b->side, std::move(b->in), id, context_);
+    c->key_ = std::move(a->key);
+    if (!c->key_.empty()) sessions_paired_.fetch_add(1, std::memory_order_relaxed);
     lifecycle_.paired();
     if (opts_.before_joining) {
         try {
@@ -328,6 +446,7 @@ void basic_connector<Protocol, Executor>::join(arrival_ptr a, arrival_ptr b) {
             log(log_level::error, "connection {}: before_joining failed: {}", id, e.what());
             a->side->close();
             b->side->close();
+            pairing_.release(c->key());
             update_counts();
             return maybe_finish();
         }
@@ -336,7 +455,8 @@ void basic_connector<Protocol, Executor>::join(arrival_ptr a, arrival_ptr b) {
     formed_.push_back(c);
     if (formed_.size() > connection_queue_limit) formed_.pop_front();
     update_counts();
-    info("connection {}: A {} <-> B {}", id, a->side->remote(), b->side->remote());
+    info("connection {}: A {} <-> B {}{}", id, a->side->remote(), b->side->remote(),
+         c->key().empty() ? std::string() : fmt::format(" (session {})", c->key()));
     std::weak_ptr<basic_connector> weak = this->shared_from_this();
     c->start([weak](std::shared_ptr<connection_type> done, std::string reason) {
         // Posted: the connector learns of it in a turn of its own, also when it shares the
@@ -347,7 +467,9 @@ void basic_connector<Protocol, Executor>::join(arrival_ptr a, arrival_ptr b) {
             });
     });
     // Single-pair modes: no other side can ever be served.
-    if (mode_ != connector_mode::server_to_server && !proxy()) stop_accepting();
+    if (mode_ != connector_mode::server_to_server && mode_ != connector_mode::one_server &&
+        !proxy())
+        stop_accepting();
     formed_event_.notify_all();
 }
 
@@ -355,6 +477,7 @@ template <class Protocol, class Executor>
 void basic_connector<Protocol, Executor>::connection_ended(
     const std::shared_ptr<connection_type>& c, const std::string& reason) {
     live_.erase(c);
+    pairing_.release(c->key());
     update_counts();
     info("connection {} closed: {} (A->B {} bytes, B->A {} bytes)", c->id(), reason,
          c->bytes_a_to_b(), c->bytes_b_to_a());

@@ -78,6 +78,7 @@ void basic_connector<Protocol, Executor>::close_now(const std::string& reason) {
     stop_accepting();
     for (auto& d : dialers_)
         if (d) d->cancel_all();
+    if (expiry_timer_) expiry_timer_->cancel();
     for (auto& c : live_)
         c->close();
     update_counts();
@@ -93,6 +94,41 @@ void basic_connector<Protocol, Executor>::finish_close() {
     closed_event_.notify_all();
 }
 
+// ---- the pending timeout ----------------------------------------------------------------------
+
+/// Closes `a` when it is still waiting for its partner `pending_timeout` from now. The sides
+/// wait in arrival order, so one timer serves them all.
+template <class Protocol, class Executor>
+void basic_connector<Protocol, Executor>::expire_later(const arrival_ptr& a) {
+    if (opts_.pending_timeout == no_timeout) return;
+    expiries_.emplace_back(std::chrono::steady_clock::now() + opts_.pending_timeout, a);
+    if (!expiring_) {
+        expiring_ = true;
+        spawn(expire_pending());
+    }
+}
+
+template <class Protocol, class Executor>
+asio::awaitable<void> basic_connector<Protocol, Executor>::expire_pending() {
+    auto self = this->shared_from_this();
+    if (!expiry_timer_) expiry_timer_.emplace(strand_);
+    while (!expiries_.empty() && !lifecycle_.closing()) {
+        expiry_timer_->expires_at(expiries_.front().first);
+        co_await expiry_timer_->async_wait(detail::use_tuple); // close_now() cancels it
+        const auto now = std::chrono::steady_clock::now();
+        while (!expiries_.empty() && expiries_.front().first <= now) {
+            auto a = expiries_.front().second.lock();
+            expiries_.pop_front();
+            if (!a || a->side->state() != side_state::pending || !pairing_.remove(a)) continue;
+            log(log_level::warning, "{}: {} closed: no partner within {} ms (pending_timeout)",
+                to_string(a->side->id()), a->side->remote(), opts_.pending_timeout.count());
+            drop(a, {});
+        }
+    }
+    expiries_.clear();
+    expiring_ = false;
+}
+
 // ---- counts -----------------------------------------------------------------------------------
 
 template <class Protocol, class Executor>
@@ -100,6 +136,7 @@ void basic_connector<Protocol, Executor>::update_counts() {
     pending_count_[0] = pairing_.waiting(side_id::a);
     pending_count_[1] = pairing_.waiting(side_id::b);
     live_count_ = live_.size();
+    session_count_ = pairing_.sessions();
     publish_counts();
 }
 

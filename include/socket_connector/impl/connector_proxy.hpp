@@ -45,7 +45,7 @@ void basic_connector<Protocol, Executor>::dialed_for(arrival_ptr a, std::error_c
                 ec.message(), a->side->remote());
         return drop(a, "");
     }
-    auto b = adopt(side_id::b, std::move(socket), remote);
+    auto b = wrap(side_id::b, std::move(socket), remote, origin::dialed);
     if (opts_.b.auth) return spawn(authenticate_then_pair(std::move(a), std::move(b)));
     b->in.short_read = true; // just connected: nothing read from it yet
     // Connected in the handler that registered the socket with the event loop: no epoll_wait has
