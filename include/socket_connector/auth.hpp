@@ -6,6 +6,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <system_error>
 #include <utility>
 #include <vector>
 
@@ -14,6 +15,8 @@
 #include <asio/use_awaitable.hpp>
 
 #include <socket_connector/concepts.hpp>
+#include <socket_connector/detail/buffer_pool.hpp>
+#include <socket_connector/detail/use_tuple.hpp>
 
 namespace socket_connector {
 
@@ -74,6 +77,28 @@ inline line_result read_line_within(std::span<const char> received, std::size_t 
     return {};
 }
 
+/// Waits until `socket` is readable, then reads what it has (at most `limit` bytes) through a
+/// pooled buffer and appends exactly that to `received`: a handshake keeps no read buffer
+/// while it waits, and what it keeps is sized to what came, so many sockets authenticating at
+/// once hold only their bytes (and the heap is not left with holes the size of a read buffer).
+/// The error that ended the read (end of stream included), or none.
+template <class Socket>
+asio::awaitable<std::error_code> read_available(Socket& socket, std::vector<char>& received,
+                                                std::size_t limit) {
+    for (;;) {
+        auto [waited] = co_await socket.async_wait(Socket::wait_read, use_tuple);
+        if (waited) co_return waited;
+        pooled_buffer buf;
+        std::error_code ec;
+        auto n = socket.read_some(asio::buffer(buf.data(), std::min(limit, pooled_buffer::size())),
+                                  ec);
+        received.insert(received.end(), buf.data(), buf.data() + n);
+        // Readiness may be spurious: a non-blocking read that finds nothing waits again.
+        if (ec == asio::error::would_block || ec == asio::error::try_again) continue;
+        co_return ec;
+    }
+}
+
 /// What `check_token_line` decided about the bytes a side has sent so far.
 enum class token_check {
     need_more, ///< no LF yet, and not too many bytes for one: read more
@@ -117,10 +142,10 @@ inline token_line_result check_token_line(std::span<const char> received, std::s
 /// relayed once the side is paired. A line longer than `max_line` bytes, an end of stream before
 /// the LF, or a different token fails. The token is compared in constant time and never logged.
 /// The handshake holds at most `max(max_line, token.size() + 2) + read_chunk` bytes, whatever the
-/// peer sends (see `detail::check_token_line`).
+/// peer sends (see `detail::check_token_line`), and only what the peer sent.
 class token_verifier {
 public:
-    /// How many bytes one read may add to the handshake buffer.
+    /// How many bytes one read may add to the handshake's bytes.
     static constexpr std::size_t read_chunk = 4096;
 
     explicit token_verifier(std::string token, std::size_t max_line = 1024)
@@ -140,13 +165,10 @@ public:
                                        received.end());
                 co_return result;
             }
-            // Still at most max_line_ bytes (else rejected), so the buffer stays below
+            // Still at most max_line_ bytes (else rejected), so the bytes stay below
             // max_line_ + read_chunk whatever the peer sends.
-            auto old = received.size();
-            received.resize(old + read_chunk);
-            auto n = co_await socket.async_read_some(
-                asio::buffer(received.data() + old, received.size() - old), asio::use_awaitable);
-            received.resize(old + n);
+            if (auto ec = co_await detail::read_available(socket, received, read_chunk))
+                throw std::system_error(ec);
         }
     }
 

@@ -38,7 +38,6 @@
 #include <asio/awaitable.hpp>
 #include <asio/buffer.hpp>
 #include <asio/error.hpp>
-#include <asio/redirect_error.hpp>
 #include <asio/use_awaitable.hpp>
 
 #include <socket_connector/auth.hpp>
@@ -221,8 +220,9 @@ inline std::uint64_t unix_now() {
 /// or CR LF). A valid token admits the socket as the side it names, paired by its session; the
 /// bytes after the LF are relayed once the session is paired. Refused, with the reason in
 /// `auth_result::why` (never the token): no line within `max_line` bytes, an end of stream
-/// before the LF, or a token `check_token` refuses. It reads in chunks of `read_chunk` bytes, so
-/// a socket holds at most `max_line + 1 + read_chunk` bytes while it authenticates.
+/// before the LF, or a token `check_token` refuses. It reads at most `read_chunk` bytes at a time
+/// and keeps only what came, so a socket holds at most `max_line + 1 + read_chunk` bytes while it
+/// authenticates, and a silent one none.
 class session_token_verifier {
 public:
     static constexpr std::size_t default_max_line = 1024;
@@ -251,13 +251,7 @@ public:
                 result.side = token->side;
                 co_return result;
             }
-            auto old = received.size();
-            received.resize(old + read_chunk);
-            std::error_code ec;
-            auto n = co_await socket.async_read_some(
-                asio::buffer(received.data() + old, read_chunk),
-                asio::redirect_error(asio::use_awaitable, ec));
-            received.resize(old + n);
+            auto ec = co_await detail::read_available(socket, received, read_chunk);
             if (ec == asio::error::eof) co_return refused("end of stream before the token line");
             if (ec) co_return refused(ec.message());
         }
