@@ -255,7 +255,7 @@ private:
     void refuse(const arrival_ptr& a, const std::string& why);
     void expire_later(const arrival_ptr& a);
     asio::awaitable<void> expire_pending();
-    asio::awaitable<void> watch(arrival_ptr a);
+    void watch(arrival_ptr a);
     void drop(const arrival_ptr& a, const std::string& why);
     /// A side dialed once at start-up: if it goes before the pair forms, nothing can pair.
     bool is_up_front(side_id id) const {

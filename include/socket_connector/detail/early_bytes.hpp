@@ -8,7 +8,9 @@
 #include <string>
 #include <system_error>
 
+#include <asio/any_io_executor.hpp>
 #include <asio/awaitable.hpp>
+#include <asio/bind_executor.hpp>
 #include <asio/buffer.hpp>
 #include <asio/error.hpp>
 
@@ -69,44 +71,44 @@ enum class watch_end {
 };
 
 /// While a side waits for its partner, keeps what it sends (up to `pending_byte_limit`) and
-/// notices if it goes away. `why` says how it left.
-template <class Side>
-asio::awaitable<watch_end> watch_pending(arrival_ptr<Side> a, std::string& why) {
+/// notices if it goes away; then calls `done(a, how, why)` once, on `strand` (`why` says how it
+/// left). A chain of completion handlers, not a coroutine: a pending side costs one pending wait
+/// on its socket and no coroutine frame (thousands of sides may wait at once).
+template <class Side, class Done>
+void watch_pending(arrival_ptr<Side> a, const asio::any_io_executor& strand, Done done) {
     auto& s = *a->side;
-    auto& in = a->in;
-    while (s.state() == side_state::pending && !in.ended && in.early.size() < pending_byte_limit) {
-        auto [ec] = co_await s.socket().async_wait(Side::socket_type::wait_read, use_tuple);
-        if (s.state() != side_state::pending) co_return watch_end::not_pending;
-        if (ec) {
-            why = ec.message();
-            co_return watch_end::left;
-        }
-        // Read into a pooled buffer and keep exactly what came: a side that sent a few bytes (or
-        // none: readiness can be spurious) holds no more than that.
-        pooled_buffer buf;
-        auto room = pending_byte_limit - in.early.size();
-        auto n = s.socket().read_some(
-            asio::buffer(buf.data(), std::min(room, pooled_buffer::size())), ec);
-        if (!ec) in.early.insert(in.early.end(), buf.data(), buf.data() + n);
-        if (ec == asio::error::would_block || ec == asio::error::try_again) continue;
-        if (ec == asio::error::eof && (!in.early.empty() || !a->key.empty())) {
-            // Half-closed after sending something: kept; the bytes and the end of stream are
-            // relayed once it is paired. A side with a session key is kept even when it sent
-            // nothing: it waits for its own partner only (and the pending timeout bounds it),
-            // so a client that sends its token and ends its stream still receives.
-            in.ended = true;
-            co_return watch_end::held;
-        }
-        if (ec == asio::error::eof) {
-            why = "disconnected";
-            co_return watch_end::left;
-        }
-        if (ec) {
-            why = ec.message();
-            co_return watch_end::left;
-        }
-    }
-    co_return s.state() == side_state::pending ? watch_end::held : watch_end::not_pending;
+    if (s.state() != side_state::pending)
+        return done(std::move(a), watch_end::not_pending, std::string());
+    if (a->in.ended || a->in.early.size() >= pending_byte_limit)
+        return done(std::move(a), watch_end::held, std::string());
+    s.socket().async_wait(
+        Side::socket_type::wait_read,
+        asio::bind_executor(strand, [a, &strand, done = std::move(done)](std::error_code ec) mutable {
+            auto& waiting = *a->side;
+            auto& in = a->in;
+            if (waiting.state() != side_state::pending)
+                return done(std::move(a), watch_end::not_pending, std::string());
+            if (ec) return done(std::move(a), watch_end::left, ec.message());
+            // Read into a pooled buffer and keep exactly what came: a side that sent a few bytes
+            // (or none: readiness can be spurious) holds no more than that.
+            pooled_buffer buf;
+            auto room = pending_byte_limit - in.early.size();
+            auto n = waiting.socket().read_some(
+                asio::buffer(buf.data(), std::min(room, pooled_buffer::size())), ec);
+            if (!ec) in.early.insert(in.early.end(), buf.data(), buf.data() + n);
+            if (ec == asio::error::eof && (!in.early.empty() || !a->key.empty())) {
+                // Half-closed after sending something: kept; the bytes and the end of stream
+                // are relayed once it is paired. A side with a session key is kept even when it
+                // sent nothing: it waits for its own partner only (and the pending timeout
+                // bounds it), so a client that sends its token and ends its stream receives.
+                in.ended = true;
+                return done(std::move(a), watch_end::held, std::string());
+            }
+            if (ec == asio::error::eof) return done(std::move(a), watch_end::left, "disconnected");
+            if (ec && ec != asio::error::would_block && ec != asio::error::try_again)
+                return done(std::move(a), watch_end::left, ec.message());
+            watch_pending(std::move(a), strand, std::move(done)); // wait for more
+        }));
 }
 
 } // namespace socket_connector::detail

@@ -391,21 +391,24 @@ void basic_connector<Protocol, Executor>::enqueue(arrival_ptr a, bool unseen) {
         dial_for(std::move(a), unseen);
     } else {
         expire_later(a);
-        spawn(watch(std::move(a)));
+        watch(std::move(a));
         try_pair();
     }
 }
 
 /// While a side waits for its partner: keeps what it sends and drops it if it goes away.
 template <class Protocol, class Executor>
-asio::awaitable<void> basic_connector<Protocol, Executor>::watch(arrival_ptr a) {
-    auto self = this->shared_from_this();
-    std::string why;
-    auto how = co_await detail::watch_pending<side_type>(a, why);
-    if (how == detail::watch_end::left) drop(a, why);
-    if (how == detail::watch_end::held && a->in.ended)
-        info("{}: {} ended its stream while pending ({} bytes kept)", to_string(a->side->id()),
-             a->side->remote(), a->in.early.size());
+void basic_connector<Protocol, Executor>::watch(arrival_ptr a) {
+    detail::watch_pending<side_type>(
+        std::move(a), strand_,
+        [self = this->shared_from_this()](arrival_ptr waiting, detail::watch_end how,
+                                          const std::string& why) {
+            if (how == detail::watch_end::left) self->drop(waiting, why);
+            if (how == detail::watch_end::held && waiting->in.ended)
+                self->info("{}: {} ended its stream while pending ({} bytes kept)",
+                           to_string(waiting->side->id()), waiting->side->remote(),
+                           waiting->in.early.size());
+        });
 }
 
 /// Takes a side out of its queue and closes it.
