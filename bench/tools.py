@@ -23,12 +23,38 @@
       prints {"pairs": accepted, "opened": N, "seconds": S} when all N reached
       the backend (or the timeout passed). Then waits for a line on stdin and
       closes everything with RST (no TIME_WAIT), backend side first.
+  tools.py sessions --mode rendezvous --connect PORT --secret-file FILE
+           | --mode proxy --connect PORT --echo-listen PORT
+           [--concurrency C] [--seconds S] [--max-count N] [--size B] [--io-timeout S]
+      Runs units back to back, at most C (default 16) at a time, starting new ones for S
+      seconds or until N have started, then lets those in flight finish (at most
+      --io-timeout later). A rendezvous unit is a session: two connections to PORT, sides A
+      and B of a fresh session id; each sends its token line and B bytes, reads the other's
+      B bytes and checks them byte for byte, then both close. The 2N tokens are minted
+      before the clock starts (HMAC-SHA256 of the secret file's content minus one trailing
+      newline). A proxy unit is one connection to PORT (a relay that dials --echo-listen,
+      which this process serves itself, echoing every byte, in the same event loop): send B
+      bytes, read them back, check them, close. Any error, mismatch, extra byte or unit
+      older than --io-timeout fails the unit; a failed unit is never counted. Prints
+      {"mode", "units", "failed", "errors": {why: count}, "seconds", "rate", ...}; "seconds"
+      runs from the first connect to the last unit done.
+  tools.py rv-memory --connect PORT --secret-file FILE --sessions N [--window W] [--timeout S]
+      Opens N side-A connections to a rendezvous at PORT (at most W, default 64, connecting
+      at a time); each sends its token line and waits: prints {"stage": "pending", ...}.
+      After a line on stdin, opens the N matching B sides: each sends its token line and a
+      32-byte message, its A reads and checks it and answers with its own, which B reads and
+      checks: prints {"stage": "paired", "sessions": joined, ...}. After another line on
+      stdin (or when stdin closes) closes everything with RST, B sides first.
 
 Every loop here is bounded in count and time; addresses are 127.0.0.1 only.
 """
 import argparse
+import collections
 import errno
+import hashlib
+import hmac
 import json
+import os
 import resource
 import selectors
 import socket
@@ -257,6 +283,401 @@ def cmd_idle_pairs(a):
     ls.close()
 
 
+def read_secret(path):
+    """A rendezvous secret: the file's content minus one trailing LF or CR LF."""
+    with open(path, "rb") as f:
+        secret = f.read()
+    if secret.endswith(b"\r\n"):
+        secret = secret[:-2]
+    elif secret.endswith(b"\n"):
+        secret = secret[:-1]
+    return secret
+
+
+def mint(secret, session, side, ttl):
+    """A v1 session token, as `socket-connector token` makes it."""
+    signed = f"v1.{session}.{side}.{int(time.time()) + ttl}"
+    return signed + "." + hmac.new(secret, signed.encode(), hashlib.sha256).hexdigest()
+
+
+def payload(session, side, size):
+    """`size` bytes that name the session and the side, so crossed sessions show."""
+    seed = f"{session}.{side}.".encode()
+    return (seed * (size // len(seed) + 1))[:size]
+
+
+class _Flow:
+    """One client socket of a unit: connect, send `out`, read exactly `expect` back."""
+    __slots__ = ("sock", "unit", "out", "expect", "got", "connected")
+
+    def __init__(self, sock, unit, out, expect):
+        self.sock, self.unit, self.out, self.expect = sock, unit, out, expect
+        self.got = b""
+        self.connected = False
+
+
+class _Unit:
+    __slots__ = ("flows", "left", "t0")
+
+    def __init__(self, t0):
+        self.flows, self.left, self.t0 = [], 0, t0
+
+
+class _Echo:
+    """The proxy's backend: echoes every byte of an accepted socket until end of stream."""
+    __slots__ = ("sock", "pending")
+
+    def __init__(self, sock):
+        self.sock, self.pending = sock, b""
+
+
+def cmd_sessions(a):
+    raise_nofile()
+    rendezvous = a.mode == "rendezvous"
+    if rendezvous and not a.secret_file:
+        sys.exit("sessions --mode rendezvous needs --secret-file")
+    if not rendezvous and not a.echo_listen:
+        sys.exit("sessions --mode proxy needs --echo-listen")
+    prefix = f"s{os.getpid()}-{int(time.time()) % 100000}"
+    tokens = []
+    mint_seconds = 0.0
+    if rendezvous:
+        secret = read_secret(a.secret_file)
+        ttl = int(a.seconds + a.io_timeout) + 3600
+        t = time.monotonic()
+        for i in range(a.max_count):
+            sid = f"{prefix}-{i}"
+            tokens.append((mint(secret, sid, "A", ttl), mint(secret, sid, "B", ttl)))
+        mint_seconds = time.monotonic() - t
+    sel = selectors.DefaultSelector()
+    echo_ls = None
+    echoes = set()
+    if not rendezvous:
+        echo_ls = listener(a.echo_listen)
+        echo_ls.setblocking(False)
+        sel.register(echo_ls, selectors.EVENT_READ, None)
+    units = set()
+    errors = collections.Counter()
+    count = {"started": 0, "done": 0, "failed": 0}
+    size = a.size
+
+    def close_unit(u):
+        units.discard(u)
+        for fl in u.flows:
+            try:
+                sel.unregister(fl.sock)
+            except (KeyError, ValueError):
+                pass
+            fl.sock.close()
+
+    def fail(u, why):
+        if u in units:
+            close_unit(u)
+            count["failed"] += 1
+            errors[why] += 1
+
+    def start_unit(i, now):
+        u = _Unit(now)
+        units.add(u)
+        if rendezvous:
+            sid = f"{prefix}-{i}"
+            pa, pb = payload(sid, "A", size), payload(sid, "B", size)
+            ta, tb = tokens[i]
+            plan = [(ta.encode() + b"\n" + pa, pb), (tb.encode() + b"\n" + pb, pa)]
+        else:
+            p = payload(f"{prefix}-{i}", "P", size)
+            plan = [(p, p)]
+        for out, expect in plan:
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.setblocking(False)
+            fl = _Flow(s, u, out, expect)
+            u.flows.append(fl)
+            u.left += 1
+            err = s.connect_ex((HOST, a.connect))
+            if err not in (0, errno.EINPROGRESS):
+                fail(u, f"connect: {os.strerror(err)}")
+                return
+            sel.register(s, selectors.EVENT_WRITE, fl)
+
+    def on_flow(fl):
+        u, s = fl.unit, fl.sock
+        if u not in units:
+            return
+        if fl.out is not None:
+            if not fl.connected:
+                err = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                if err:
+                    fail(u, f"connect: {os.strerror(err)}")
+                    return
+                fl.connected = True
+            try:
+                n = s.send(fl.out)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:
+                fail(u, f"send: {e.strerror}")
+                return
+            fl.out = fl.out[n:]
+            if not fl.out:
+                fl.out = None
+                sel.modify(s, selectors.EVENT_READ, fl)
+            return
+        try:
+            data = s.recv(4096)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as e:
+            fail(u, f"recv: {e.strerror}")
+            return
+        if not data:
+            fail(u, f"end of stream after {len(fl.got)} of {len(fl.expect)} bytes")
+            return
+        fl.got += data
+        if len(fl.got) < len(fl.expect):
+            return
+        if len(fl.got) > len(fl.expect):
+            fail(u, "more bytes than the other end sent")
+        elif fl.got != fl.expect:
+            fail(u, "bytes differ from those sent")
+        else:
+            sel.unregister(s)
+            u.left -= 1
+            if u.left == 0:
+                close_unit(u)
+                count["done"] += 1
+                state["last"] = time.monotonic()
+
+    def on_echo_accept():
+        for _ in range(64):
+            try:
+                c, _ = echo_ls.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:
+                errors[f"echo accept: {e.strerror}"] += 1
+                return
+            c.setblocking(False)
+            e = _Echo(c)
+            echoes.add(e)
+            sel.register(c, selectors.EVENT_READ, e)
+
+    def echo_close(e):
+        echoes.discard(e)
+        try:
+            sel.unregister(e.sock)
+        except (KeyError, ValueError):
+            pass
+        e.sock.close()
+
+    def on_echo(e, ev):
+        try:
+            if e.pending:
+                n = e.sock.send(e.pending)
+                e.pending = e.pending[n:]
+                if not e.pending:
+                    sel.modify(e.sock, selectors.EVENT_READ, e)
+                return
+            data = e.sock.recv(4096)
+            if not data:
+                echo_close(e)
+                return
+            n = e.sock.send(data)
+            if n < len(data):
+                e.pending = data[n:]
+                sel.modify(e.sock, selectors.EVENT_WRITE, e)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            echo_close(e)
+
+    cpu0 = time.process_time()
+    start = time.monotonic()
+    state = {"last": start}
+    stop_at = start + a.seconds
+    hard_end = stop_at + a.io_timeout + 1
+    next_sweep = start + 0.25
+    max_failed = max(1000, a.concurrency * 10)
+    now = start
+    def may_start():
+        return now < stop_at and count["started"] < a.max_count and count["failed"] < max_failed
+    while now < hard_end:
+        while may_start() and len(units) < a.concurrency:
+            start_unit(count["started"], now)
+            count["started"] += 1
+        if not units and not may_start():
+            break
+        for key, ev in sel.select(timeout=0.1):
+            d = key.data
+            if d is None:
+                on_echo_accept()
+            elif type(d) is _Flow:
+                on_flow(d)
+            else:
+                on_echo(d, ev)
+        now = time.monotonic()
+        if now >= next_sweep:
+            next_sweep = now + 0.25
+            for u in [u for u in units if now - u.t0 > a.io_timeout]:
+                fail(u, f"no answer within {a.io_timeout:g} s")
+    for u in list(units):
+        fail(u, "still running at the time limit")
+    cpu = time.process_time() - cpu0
+    for e in list(echoes):
+        echo_close(e)
+    if echo_ls:
+        echo_ls.close()
+    secs = state["last"] - start
+    say({"mode": a.mode, "units": count["done"], "failed": count["failed"], "started": count["started"],
+         "errors": dict(errors), "seconds": secs, "rate": count["done"] / secs if secs > 0 else 0.0,
+         "concurrency": a.concurrency, "size": size, "minted": 2 * len(tokens),
+         "mint_seconds": mint_seconds, "generator_cpu_s": cpu})
+
+
+def _open_sides(port, lines, window, deadline, on_ready=None):
+    """Connects len(lines) sockets to `port` (at most `window` connecting at a time) and sends
+    each its line; returns (sockets, errors): sockets[i] is None where connect or send failed."""
+    socks = [None] * len(lines)
+    errors = collections.Counter()
+    sel = selectors.DefaultSelector()
+    nxt = 0
+    waiting = 0
+    while (nxt < len(lines) or waiting) and time.monotonic() < deadline:
+        while nxt < len(lines) and waiting < window:
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.setblocking(False)
+            err = s.connect_ex((HOST, port))
+            if err not in (0, errno.EINPROGRESS):
+                s.close()
+                errors[f"connect: {os.strerror(err)}"] += 1
+            else:
+                sel.register(s, selectors.EVENT_WRITE, nxt)
+                waiting += 1
+            nxt += 1
+        for key, _ in sel.select(timeout=0.2):
+            s, i = key.fileobj, key.data
+            sel.unregister(s)
+            waiting -= 1
+            err = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if err:
+                s.close()
+                errors[f"connect: {os.strerror(err)}"] += 1
+                continue
+            try:
+                s.sendall(lines[i])      # a line of ~150 bytes: fits in an empty send buffer
+                socks[i] = s
+            except OSError as e:
+                s.close()
+                errors[f"send: {e.strerror}"] += 1
+    for key in list(sel.get_map().values()):
+        key.fileobj.close()
+        errors["connect: not done in time"] += 1
+    return socks, errors
+
+
+def _read_exact(pairs, n, deadline, errors):
+    """Reads n bytes from each socket of pairs [(index, socket)]; returns {index: bytes}."""
+    got = {}
+    bufs = {}
+    sel = selectors.DefaultSelector()
+    for i, s in pairs:
+        sel.register(s, selectors.EVENT_READ, i)
+        bufs[i] = b""
+    while sel.get_map() and time.monotonic() < deadline:
+        for key, _ in sel.select(timeout=0.2):
+            s, i = key.fileobj, key.data
+            try:
+                data = s.recv(n - len(bufs[i]))
+            except (BlockingIOError, InterruptedError):
+                continue
+            except OSError as e:
+                data, why = b"", f"recv: {e.strerror}"
+            else:
+                why = f"end of stream after {len(bufs[i])} of {n} bytes"
+            if not data:
+                sel.unregister(s)
+                errors[why] += 1
+                continue
+            bufs[i] += data
+            if len(bufs[i]) == n:
+                sel.unregister(s)
+                got[i] = bufs[i]
+    if sel.get_map():
+        errors["no answer in time"] += len(sel.get_map())
+    return got
+
+
+def _wait_stdin(limit):
+    rsel = selectors.DefaultSelector()
+    rsel.register(sys.stdin, selectors.EVENT_READ)
+    if rsel.select(timeout=limit):
+        sys.stdin.readline()
+
+
+def cmd_rv_memory(a):
+    raise_nofile()
+    secret = read_secret(a.secret_file)
+    prefix = f"m{os.getpid()}-{int(time.time()) % 100000}"
+    n = a.sessions
+    ttl = int(2 * a.timeout + a.hold_limit) + 3600
+    sids = [f"{prefix}-{i}" for i in range(n)]
+    a_lines = [(mint(secret, sid, "A", ttl) + "\n").encode() for sid in sids]
+    b_tokens = [mint(secret, sid, "B", ttl) for sid in sids]
+    size = 32
+    # Stage 1: the A sides, each its token line and nothing more.
+    start = time.monotonic()
+    a_socks, errors = _open_sides(a.connect, a_lines, a.window, start + a.timeout)
+    # A pending side the relay closed (or wrote to) reads as ready: none should.
+    sel = selectors.DefaultSelector()
+    for i, s in enumerate(a_socks):
+        if s is not None:
+            sel.register(s, selectors.EVENT_READ, i)
+    for key, _ in sel.select(timeout=0.2):
+        errors["pending side closed or written to by the relay"] += 1
+        a_socks[key.data] = None
+        key.fileobj.close()
+    sel.close()
+    pending = sum(1 for s in a_socks if s is not None)
+    say({"stage": "pending", "sides": pending, "opened": n, "errors": dict(errors),
+         "seconds": time.monotonic() - start})
+    _wait_stdin(a.hold_limit)
+    # Stage 2: the B sides (token line + message), then A answers what it read.
+    start = time.monotonic()
+    live = [i for i in range(n) if a_socks[i] is not None]
+    b_lines = [(b_tokens[i] + "\n").encode() + payload(sids[i], "B", size) for i in live]
+    opened, errors = _open_sides(a.connect, b_lines, a.window, start + a.timeout)
+    b_socks = [None] * n
+    for i, s in zip(live, opened):
+        b_socks[i] = s
+    joined = [i for i in live if b_socks[i] is not None]
+    got_a = _read_exact([(i, a_socks[i]) for i in joined], size, start + a.timeout, errors)
+    answered = []
+    for i in joined:
+        if i not in got_a:
+            continue
+        if got_a[i] != payload(sids[i], "B", size):
+            errors["A read bytes that B did not send"] += 1
+            continue
+        try:
+            a_socks[i].sendall(payload(sids[i], "A", size))
+            answered.append(i)
+        except OSError as e:
+            errors[f"send: {e.strerror}"] += 1
+    got_b = _read_exact([(i, b_socks[i]) for i in answered], size, start + a.timeout, errors)
+    ok = 0
+    for i in answered:
+        if i in got_b:
+            if got_b[i] == payload(sids[i], "A", size):
+                ok += 1
+            else:
+                errors["B read bytes that A did not send"] += 1
+    say({"stage": "paired", "sessions": ok, "pending": len(live), "errors": dict(errors),
+         "seconds": time.monotonic() - start})
+    _wait_stdin(a.hold_limit)
+    for s in b_socks + a_socks:
+        if s is not None:
+            rst_close(s)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -284,9 +705,27 @@ def main():
     s.add_argument("--window", type=int, default=4)
     s.add_argument("--timeout", type=float, default=120)
     s.add_argument("--hold-limit", type=float, default=300)
+    s = sub.add_parser("sessions")
+    s.add_argument("--mode", choices=["rendezvous", "proxy"], required=True)
+    s.add_argument("--connect", type=int, required=True)
+    s.add_argument("--secret-file")
+    s.add_argument("--echo-listen", type=int)
+    s.add_argument("--concurrency", type=int, default=16)
+    s.add_argument("--seconds", type=float, default=5)
+    s.add_argument("--max-count", type=int, default=200_000)
+    s.add_argument("--size", type=int, default=64)
+    s.add_argument("--io-timeout", type=float, default=5)
+    s = sub.add_parser("rv-memory")
+    s.add_argument("--connect", type=int, required=True)
+    s.add_argument("--secret-file", required=True)
+    s.add_argument("--sessions", type=int, required=True)
+    s.add_argument("--window", type=int, default=64)
+    s.add_argument("--timeout", type=float, default=120)
+    s.add_argument("--hold-limit", type=float, default=300)
     a = p.parse_args()
     {"sink": cmd_sink, "source": cmd_source, "pingpong-server": cmd_pingpong_server,
-     "pingpong-client": cmd_pingpong_client, "idle-pairs": cmd_idle_pairs}[a.cmd](a)
+     "pingpong-client": cmd_pingpong_client, "idle-pairs": cmd_idle_pairs,
+     "sessions": cmd_sessions, "rv-memory": cmd_rv_memory}[a.cmd](a)
 
 
 if __name__ == "__main__":

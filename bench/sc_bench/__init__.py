@@ -6,7 +6,8 @@
   journal     what the report prints about the run: commands, configs, notes, errors
   peers       the relays (HAProxy, nginx stream, socat, socket-connector): configs, start, stop
   backends    the servers behind the relays: iperf3, sockperf, the nginx HTTP backend
-  loads       one measurement through one relay: iperf3, the pusher, sockperf, wrk, idle pairs
+  loads       one measurement through one relay: iperf3, the pusher, sockperf, wrk, idle pairs,
+              rendezvous sessions/s beside the proxy's conn/s, rendezvous memory
   schedule    the interleaved repeats and the paired rounds
   micro       the library's own micro-benchmarks, if the build has any
   results     medians and ratios over the records, and the JSON file

@@ -10,7 +10,7 @@ from .harness import Harness
 from .peers import ALL_PEERS
 from .processes import PROCS
 
-ALL_METRICS = ["throughput", "cpu", "latency", "connrate", "memory"]
+ALL_METRICS = ["throughput", "cpu", "latency", "connrate", "memory", "sessionrate", "sessionmemory"]
 
 
 def parse_args(description):
@@ -39,12 +39,14 @@ def parse_args(description):
                    help=f"figures to measure (default {','.join(ALL_METRICS)})")
     p.add_argument("--repeats", type=int, help="interleaved repeats (default 3; 1 with --quick)")
     p.add_argument("--quick", action="store_true",
-                   help="smoke check: 1 s loads, 1 repeat, 100 and 1,000 idle pairs, 128 MiB pushed")
+                   help="smoke check: 1 s loads, 1 repeat, 100 and 1,000 idle pairs, 128 MiB pushed, "
+                        "1,000 rendezvous sessions")
     p.add_argument("--threads", type=int, help="passed to socket-connector as --threads N")
     p.add_argument("--out", help="also write the results as JSON to this file")
     p.add_argument("--chart", help="draw a PNG chart (gnuplot), e.g. docs/bench.png")
     p.add_argument("--binary", help="socket-connector binary (default build/gcc/examples/socket-connector)")
-    p.add_argument("--duration", type=int, help="seconds per iperf3/sockperf/wrk load (default 5; 1 with --quick)")
+    p.add_argument("--duration", type=int,
+                   help="seconds per iperf3/sockperf/wrk/sessions load (default 5; 1 with --quick)")
     p.add_argument("--pairs", type=ints, help="idle pair levels (default 1000,10000; 100,1000 with --quick)")
     p.add_argument("--fork-pairs-max", type=int, default=1000,
                    help="largest idle pair level run against socat, which forks per pair (default 1000)")

@@ -66,7 +66,12 @@ class Harness:
             "push_bytes": (128 << 20) if quick else (2 << 30),
             "push_limit": 10 if quick else 30,
             "mem_timeout": 60 if quick else 180,
+            "sess_t": a.duration or (1 if quick else 5),
+            "sess_c": 16,
         }
+        # Sessions (2 tokens each) the generator mints before its clock starts: more than it
+        # can run in the time (about 1.5 s of minting for 200,000 sessions).
+        self.p["sess_max"] = 40000 * self.p["sess_t"]
         self.repeats = a.repeats or (1 if quick else 3)
         levels = [100, 1000] if quick else [1000, 10000]
         if a.pairs:
@@ -86,6 +91,13 @@ class Harness:
                 lv = cap
             if lv not in self.levels:
                 self.levels.append(lv)
+        # Rendezvous memory: N sessions, 2N sockets in the relay and 2N in the generator.
+        self.session_level = min(cap, 1000 if quick else 10000)
+        if self.session_level < (1000 if quick else 10000) and {"sessionmemory"} & set(a.metrics):
+            self.journal.notes.append(
+                f"{1000 if quick else 10000:,} rendezvous sessions need about twice as many file descriptors "
+                f"in the relay and in the generator; the hard limit (ulimit -Hn) is {self.nofile:,}, so "
+                f"they are measured at {self.session_level:,} sessions")
 
     def find_binary(self):
         a = self.args
@@ -122,6 +134,9 @@ class Harness:
                          + "; substitute: bench/tools.py pingpong-client/-server, 1-byte messages, RTT")
         if {"throughput", "cpu"} & metrics and not self.use_iperf:
             notes.append("throughput: iperf3 missing; substitute: the python pusher (bench/tools.py source/sink)")
+        if {"sessionrate", "sessionmemory"} & metrics and "socket-connector" not in peer_list:
+            notes.append("sessionrate and sessionmemory measure socket-connector only: skipped without it in --peers")
+            metrics -= {"sessionrate", "sessionmemory"}
         if "connrate" in metrics and not self.use_wrk:
             notes.append("connrate: wrk or nginx missing; metric skipped")
             metrics.discard("connrate")
@@ -142,7 +157,7 @@ class Harness:
     # ---- ports: fixed per role so commands stay the same across repeats
     def ports(self, base):
         p = {"iperf3": base + 1, "sockperf": base + 2, "http": base + 3, "idle": base + 4,
-             "sink": base + 5, "rdv_b": base + 6}
+             "sink": base + 5, "rdv_b": base + 6, "echo": base + 7}
         for t, offset in peers.PORT_OFFSETS.items():
             p[t] = base + offset
         return p
@@ -174,6 +189,7 @@ class Harness:
         """Prints the markdown report, draws the chart and writes the JSON; 1 if anything failed."""
         a = self.args
         self.summary_data = results.summarize(self)
+        self.session_data = results.summarize_sessions(self)
         s, pusher = self.summary_data
         cpu = ""
         try:

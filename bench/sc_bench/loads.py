@@ -6,6 +6,10 @@ after. Each returns the figures of its record:
   latency     sockperf ping-pong (or the python one): p50, p99 and CPU per round trip
   connrate    wrk with `Connection: close`: conn/s, CPU and TCP segments per connection
   memory      bench/tools.py idle-pairs: the relay's RSS per idle pair at each level
+  sessionrate bench/tools.py sessions: sessions/s through `socket-connector rendezvous`, and
+              the proxy's conn/s by the same generator (its own echo behind the proxy)
+  sessionmemory  bench/tools.py rv-memory: the rendezvous's RSS per pending side and per
+              idle paired session
 
 latency_load and wrk_load also serve the paired rounds (schedule.py), on relays already up."""
 import json
@@ -15,8 +19,8 @@ import time
 
 from . import backends, peers
 from .common import HOST, PY, TOOLS, BenchError
-from .peers import RENDEZVOUS
-from .processes import PROCS, read_line, run, tail, tcp_out_segs, tree_cpu, tree_rss
+from .peers import RENDEZVOUS, SESSIONS
+from .processes import PROCS, read_line, run, tail, tcp_out_segs, tcp_port_sockets, tree_cpu, tree_rss
 
 
 def throughput(h, target):
@@ -228,6 +232,142 @@ def memory(h, target):
     return out
 
 
+def sessionrate(h, target):
+    """Units per second by bench/tools.py sessions: through `socket-connector rendezvous`
+    (target SESSIONS) a unit is a session, two connections; through the proxy mode
+    (target socket-connector) one connection, which the proxy relays to the generator's own
+    echo. Also the relay's CPU time and the machine's TCP segments per unit."""
+    echo = h.port["echo"]
+    relay = peers.start(h, target, echo)
+    try:
+        t = h.p["sess_t"]
+        cmd = [PY, TOOLS, "sessions"]
+        if target == SESSIONS:
+            cmd += ["--mode", "rendezvous", "--connect", str(relay.port), "--secret-file", peers.secret_file(h)]
+            label = ("sessions/s: per session two connections (sides A and B of a fresh session), each sends "
+                     "its token line and 64 bytes and reads the other's 64")
+        else:
+            cmd += ["--mode", "proxy", "--connect", str(relay.port), "--echo-listen", str(echo)]
+            label = ("proxy conn/s, the same generator: per unit one connection, 64 bytes sent, echoed by "
+                     "the generator behind the proxy, read back")
+        cmd += ["--concurrency", str(h.p["sess_c"]), "--seconds", str(t), "--max-count", str(h.p["sess_max"]),
+                "--size", "64", "--io-timeout", "5"]
+        h.journal.note_cmd("load", label, cmd, {relay.port: "PORT", echo: "BACKEND"})
+        cpu0 = tree_cpu(relay.pid)
+        segs0 = tcp_out_segs()
+        # Minting 2 tokens per unit up to --max-count comes first, before the generator's
+        # clock starts: allow for it.
+        text = run(cmd, t + 90, f"sessions-{target}")
+        segs1 = tcp_out_segs()
+        cpu1 = tree_cpu(relay.pid)
+    finally:
+        peers.stop(relay)
+    try:
+        j = json.loads(text.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        raise BenchError(f"sessions gave no result: {text[-300:]}")
+    unit = "session" if target == SESSIONS else "connection"
+    if not j["units"]:
+        raise BenchError(f"no {unit} completed through {target}: {j['failed']} failed {j['errors']}")
+    out = {"rate": j["rate"], "units": j["units"], "failed": j["failed"], "seconds": j["seconds"],
+           "generator_cpu_s": j["generator_cpu_s"], "cpu_us_per_unit": (cpu1 - cpu0) / j["units"] * 1e6}
+    if segs0 is not None and segs1 is not None:
+        out["segs_per_unit"] = (segs1 - segs0) / j["units"]
+    if j["failed"]:
+        # A failed unit is never counted, and the run reports it as an error.
+        out["error"] = (f"{j['failed']} of {j['started']} {unit}s failed: "
+                        + "; ".join(f"{k} ({v})" for k, v in j["errors"].items()))
+    return out
+
+
+def _settle(port, established, timeout):
+    """Waits (bounded) until `port` has at least `established` connections, none with bytes
+    unread and none waiting to be accepted: the relay has read every token line and message.
+    True when it did."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        est, unread, backlog = tcp_port_sockets(port)
+        if est >= established and not unread and not backlog:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def sessionmemory(h, target):
+    """The rendezvous's RSS: fresh, after N A sides have sent their tokens and wait, and after
+    the N matching B sides have joined them (each pair exchanged a message both ways)."""
+    n = h.session_level
+    relay = peers.start(h, target, None)
+    holder = None
+    out = {"sessions_opened": n}
+    timeout = h.p["mem_timeout"]
+    where = "the fresh relay"     # what was under way, should the relay exit
+    try:
+        time.sleep(0.3)
+        rss0, _ = tree_rss(relay.pid)
+        cmd = [PY, TOOLS, "rv-memory", "--connect", str(relay.port), "--secret-file", peers.secret_file(h),
+               "--sessions", str(n), "--timeout", str(timeout)]
+        h.journal.note_cmd("load", "memory: pending sides, then idle paired sessions", cmd, {relay.port: "PORT"})
+        holder = PROCS.spawn(cmd, f"rv-memory-{n}", stdin=subprocess.PIPE, stdout_pipe=True)
+
+        def stage(name):
+            line = read_line(holder, timeout + 30)
+            try:
+                j = json.loads(line or "")
+            except ValueError:
+                raise BenchError(f"rv-memory gave no result for {name}: {tail(holder.err_path)}")
+            if j.get("stage") != name:
+                raise BenchError(f"rv-memory: expected stage {name}, got {line}")
+            return j
+
+        def release():
+            try:
+                holder.stdin.write(b"\n")
+                holder.stdin.flush()
+            except OSError:
+                pass
+        where = f"{n:,} pending sides"
+        j1 = stage("pending")
+        sides = j1["sides"]
+        if not sides:
+            raise BenchError(f"no pending side stayed open at the rendezvous: {j1['errors']}")
+        if not _settle(relay.port, sides, timeout):
+            out["partial_pending"] = f"the relay had not read every pending side's token within {timeout} s"
+        time.sleep(0.5)
+        rss1, _ = tree_rss(relay.pid)
+        release()
+        where = f"{sides:,} sessions joining"
+        j2 = stage("paired")
+        sessions = j2["sessions"]
+        if not sessions:
+            raise BenchError(f"no session was joined at the rendezvous: {j2['errors']}")
+        if not _settle(relay.port, 2 * sessions, timeout):
+            out["partial_paired"] = f"the relay had not settled {sessions} paired sessions within {timeout} s"
+        time.sleep(0.5)
+        rss2, _ = tree_rss(relay.pid)
+        out.update({"pending_sides": sides, "sessions": sessions, "rss0": rss0, "rss_pending": rss1,
+                    "rss_paired": rss2, "kib_per_pending": (rss1 - rss0) / sides,
+                    "kib_per_session": (rss2 - rss0) / sessions})
+        errors = {k: v for j in (j1, j2) for k, v in j["errors"].items()}
+        if sides < n or sessions < sides or errors:
+            out["error"] = (f"{sides} of {n} sides pending, {sessions} sessions joined"
+                            + (": " + "; ".join(f"{k} ({v})" for k, v in errors.items()) if errors else ""))
+        where = "the release of the sessions"
+        release()
+        try:
+            holder.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pass
+    finally:
+        PROCS.stop(holder)
+        if relay.proc.poll() is not None:
+            PROCS.stop(relay.proc)
+            raise BenchError(f"relay {target} exited (status {relay.proc.returncode}) during {where}: "
+                             f"{tail(relay.proc.err_path) or tail(relay.proc.out_path)}")
+        peers.stop(relay)
+    return out
+
+
 # The loads of the interleaved repeats, by metric name.
 MEASURES = {"throughput": throughput, "pusher": pusher, "latency": latency, "connrate": connrate,
-            "memory": memory}
+            "memory": memory, "sessionrate": sessionrate, "sessionmemory": sessionmemory}

@@ -4,8 +4,10 @@ a measurement and stopping it right after.
 HAProxy runs three ways: `option splice-auto` (haproxy-splice), `option splice-request` and
 `option splice-response` (haproxy-splice-forced, what HAProxy's users set for bulk TCP) and
 `nosplice` (haproxy). Then nginx's stream module, socat with fork, and socket-connector in its
-proxy mode (server-to-socket --multi) and its rendezvous mode (server-to-server)."""
+proxy mode (server-to-socket --multi), its rendezvous mode (server-to-server) and its
+`rendezvous` command (sides paired by signed session tokens)."""
 import os
+import secrets
 import time
 
 from .common import HOST, BenchError
@@ -14,11 +16,12 @@ from .processes import PROCS, tail, wait_listen, wait_output
 
 ALL_PEERS = ["haproxy-splice", "haproxy-splice-forced", "haproxy", "nginx", "socat", "socket-connector"]
 RENDEZVOUS = "sc-rendezvous"
+SESSIONS = "sc-sessions"   # `socket-connector rendezvous`: sessions by token, one port for both sides
 HAPROXY_SPLICE = ["haproxy-splice-forced", "haproxy-splice"]   # the peers the splice targets compare with
 # Each relay's listen port is the run's base port + this; the order of first use is kept so
 # that a peer added later moves no other relay's port.
 PORT_OFFSETS = {"haproxy-splice": 10, "haproxy": 11, "nginx": 12, "socat": 13, "socket-connector": 14,
-                RENDEZVOUS: 15, "haproxy-splice-forced": 16}
+                RENDEZVOUS: 15, "haproxy-splice-forced": 16, SESSIONS: 17}
 PACKAGES = {"haproxy-splice": ["haproxy"], "haproxy-splice-forced": ["haproxy"], "haproxy": ["haproxy"],
             "nginx": ["nginx", "libnginx-mod-stream"], "socat": ["socat"], "socket-connector": []}
 SPLICE_OPTIONS = {"haproxy-splice": ["splice-auto"],
@@ -37,6 +40,7 @@ def labels(haproxy_version, nginx_version, socat_version, threads):
         "socat": f"socat {socat_version} (fork)",
         "socket-connector": f"socket-connector --multi{thr}",
         RENDEZVOUS: f"socket-connector server-to-server{thr} (rendezvous) †",
+        SESSIONS: f"socket-connector rendezvous{thr} (session tokens)",
     }
 
 
@@ -80,6 +84,17 @@ def nginx_stream_config(d, listen, backend, max_conns, nofile):
             "    }\n}\n")
 
 
+def secret_file(h):
+    """The rendezvous's shared secret, made once per run: 32 random bytes as hex, a newline."""
+    path = os.path.join(PROCS.tmp, "rendezvous.secret")
+    if not os.path.exists(path):
+        with open(path, "w") as f:
+            f.write(secrets.token_hex(32) + "\n")
+        h.journal.note_cmd("relay", "the rendezvous's secret (made once per run)",
+                           "python3 -c 'import secrets; print(secrets.token_hex(32))' > $TMP/rendezvous.secret")
+    return path
+
+
 def relay_cmd(h, target, listen, backend):
     """The command line of `target` listening on `listen` and relaying to `backend`; writes its
     config (into the run's temporary directory) first where it has one."""
@@ -102,6 +117,11 @@ def relay_cmd(h, target, listen, backend):
     if target == RENDEZVOUS:
         return [h.binary, "server-to-server", "--a", f"{HOST}:{listen}", "--b", f"{HOST}:{backend}",
                 "--timeout", "0"] + threads
+    if target == SESSIONS:
+        # No limit on pending sides (the default 4,096 counts both sides on the one port) and
+        # no pending timeout, so a memory level of 10,000 waiting sides fits and stays.
+        return [h.binary, "rendezvous", "--listen", f"{HOST}:{listen}", "--secret-file", secret_file(h),
+                "--max-pending", "0", "--pending-timeout", "0", "--no-keepalive"] + threads
     raise BenchError(f"unknown relay {target}")
 
 
@@ -113,9 +133,11 @@ def start(h, target, backend):
     listen = h.port[target]
     cmd = relay_cmd(h, target, listen, backend)
     h.journal.note_cmd("relay", h.labels.get(target, target).rstrip(" †"), cmd,
-                       None if target == RENDEZVOUS else {backend: "BACKEND"})
+                       None if target in (RENDEZVOUS, SESSIONS) else {backend: "BACKEND"})
     p = PROCS.spawn(cmd, f"relay-{target}")
-    if target in ("socket-connector", RENDEZVOUS):
+    if target == SESSIONS:
+        wait_output(p, r"listening on", 1, timeout=30)
+    elif target in ("socket-connector", RENDEZVOUS):
         wait_output(p, r"A listening on", 1, timeout=30)
         if target == RENDEZVOUS:
             wait_output(p, r"B listening on", 1, timeout=30)

@@ -226,6 +226,29 @@ def tcp_out_segs():
         return None
 
 
+def tcp_port_sockets(port):
+    """The sockets of local port `port` (/proc/net/tcp): (established, of those how many have
+    bytes not yet read, connections waiting in the accept queues of its listening sockets)."""
+    suffix = f":{port:04X}"
+    est = unread = backlog = 0
+    try:
+        with open("/proc/net/tcp") as f:
+            next(f)
+            for line in f:
+                parts = line.split()
+                if not parts[1].endswith(suffix):
+                    continue
+                rx = int(parts[4].split(":")[1], 16)
+                if parts[3] == "01":
+                    est += 1
+                    unread += rx > 0
+                elif parts[3] == "0A":
+                    backlog += rx
+    except (OSError, IndexError, ValueError):
+        pass
+    return est, unread, backlog
+
+
 def tree_rss(root):
     """Summed VmRSS of a process tree, KiB, and its process count."""
     pids, _ = tree_pids(root)

@@ -1,19 +1,20 @@
-"""The markdown report printed on stdout, section by section: the main table, the pusher, what
-a connection and a round trip cost, the paired rounds, socket-connector ÷ each peer with the
-targets, micro-benchmarks, notes and errors, and the commands and configs used. It names no
-path of this machine: paths inside the checkout are relative to its root, others by file name."""
+"""The markdown report printed on stdout, section by section: the main table, the pusher, the
+rendezvous's sessions and memory, what a connection and a round trip cost, the paired rounds,
+socket-connector ÷ each peer with the targets, micro-benchmarks, notes and errors, and the
+commands and configs used. It names no path of this machine: paths inside the checkout are
+relative to its root, others by file name."""
 import platform
 import shlex
 
 from . import targets
 from .common import relative, relative_argv
-from .peers import RENDEZVOUS
+from .peers import RENDEZVOUS, SESSIONS
 
 
 def markdown(h, s, pusher):
     """The whole report; also sets h.targets."""
     lines = []
-    for section in (_table, _pusher, _connection_costs, _round_trip_costs, _conn_paired, _latency_paired,
+    for section in (_table, _pusher, _sessions, _connection_costs, _round_trip_costs, _conn_paired, _latency_paired,
                     _versus, _micro, _notes_errors, _commands):
         section(h, s, pusher, lines.append)
     return "\n".join(lines)
@@ -42,6 +43,8 @@ def _table(h, s, pusher, w):
     w("Ratios are medians over repeats of (relay ÷ direct) measured in the same repeat; "
       "\"added\" latency is relay minus direct. Higher is better for ×, lower for CPU, µs and KiB.")
     w("")
+    if not {"throughput", "cpu", "latency", "connrate", "memory"} & set(h.metrics):
+        return      # only the rendezvous's own metrics: their sections follow
 
     lv = h.levels
     hdr = ["relay", "1-stream × direct", "8-stream × direct", "relay CPU s/GB", "RTT p50 added",
@@ -93,6 +96,53 @@ def _pusher(h, s, pusher, w):
             r = pusher[RENDEZVOUS]
             w("")
             w(f"Rendezvous ÷ proxy mode: 1 stream {f(r.get('vs_proxy1'))}, 8 streams {f(r.get('vs_proxy8'))}.")
+        w("")
+
+
+def _sessions(h, s, pusher, w):
+    """`socket-connector rendezvous`: sessions/s beside the proxy's conn/s, and its memory."""
+    sd = h.session_data
+    if "rendezvous" in sd or "proxy" in sd:
+        a = h.args
+        w("## Rendezvous sessions per second (bench/tools.py sessions; proxy conn/s beside it)")
+        w("")
+        w(f"One generator, {h.p['sess_c']} units in flight, {h.p['sess_t']} s per load, medians over repeats. "
+          "A rendezvous session is two client connections (sides A and B of a fresh session id), each "
+          "sending its token line (minted before the clock starts) and 64 bytes and reading the other's "
+          "64. A proxy connection is one client connection and one the relay dials to the generator's "
+          "own echo, 64 bytes there and back. Either way the generator handles four socket ends and "
+          "two 64-byte messages per unit. Relay CPU: its CPU time during the load ÷ units; segments: "
+          "the machine's TCP segments sent ÷ units. A failed unit (error, short read, bytes that "
+          "differ) is never counted.")
+        w("")
+        w("| path | per second | relay CPU µs per unit | TCP segments per unit | generator CPU share | units "
+          "| failed |")
+        w("|---|---|---|---|---|---|---|")
+        for key, t, unit in (("rendezvous", SESSIONS, "sessions/s"), ("proxy", "socket-connector", "conn/s")):
+            r = sd.get(key)
+            if r:
+                w(f"| {h.labels[t]} | {f(r['per_s'], '{:,.0f}')} {unit} | {f(r['cpu_us_per_unit'], '{:.1f}')} | "
+                  f"{f(r['segs_per_unit'], '{:.1f}')} | {f(r['generator_cpu_share'], '{:.0%}')} | "
+                  f"{r['units']:,} | {r['failed']:,} |")
+        if "ratio" in sd:
+            w("")
+            w(f"Sessions/s ÷ proxy conn/s (median of the per-repeat ratios): **{f(sd['ratio'], '{:.3f}')}** "
+              f"(target ≥ 0.9); relay CPU per session ÷ per proxy connection: {f(sd.get('cpu_ratio'), '{:.2f}')}.")
+        w("")
+    m = sd.get("memory")
+    if m:
+        w("## Rendezvous memory: pending sides and idle sessions (bench/tools.py rv-memory)")
+        w("")
+        w("The rendezvous's VmRSS fresh, after N A sides sent their token lines and wait, and after the N "
+          "matching B sides joined them (each pair exchanged a 32-byte message both ways); each read once "
+          "the relay has read every byte sent to it (/proc/net/tcp) and 0.5 s more. Medians over repeats.")
+        w("")
+        w("| N | RSS fresh | RSS with N pending sides | KiB per pending side | RSS with N idle sessions | "
+          "KiB per idle session |")
+        w("|---|---|---|---|---|---|")
+        w(f"| {f(m['sessions'], '{:,.0f}')} | {f(m['rss0'], '{:,.0f}', ' KiB')} | "
+          f"{f(m['rss_pending'], '{:,.0f}', ' KiB')} | {f(m['kib_per_pending'], '{:.2f}')} | "
+          f"{f(m['rss_paired'], '{:,.0f}', ' KiB')} | {f(m['kib_per_session'], '{:.2f}')} |")
         w("")
 
 
@@ -241,7 +291,9 @@ def _versus(h, s, pusher, w):
             cells += [f(div(sc.get(f"kib_per_pair_{x}"), r.get(f"kib_per_pair_{x}")), "{:.3f}") for x in lv]
             w("| " + " | ".join(cells) + " |")
         w("")
-        w("### Targets of issue 4" + (" (quick mode: indicative only)" if h.args.quick else ""))
+    if sc:
+        issues = "issues 4 and 20" if {"sessionrate", "sessionmemory"} & set(h.metrics) else "issue 4"
+        w(f"### Targets of {issues}" + (" (quick mode: indicative only)" if h.args.quick else ""))
         w("")
         h.targets = targets.judge(h, s, pusher)
         for t in h.targets:
@@ -266,7 +318,7 @@ def _notes_errors(h, s, pusher, w):
                               f"{r.get('socket_errors', 0)} socket errors, {r.get('non2xx', 0)} non-2xx responses")
         for k, v in r.items():
             if k.startswith("partial"):
-                h.journal.notes.append(f"memory through {r['target']} (repeat {r['rep'] + 1}): {v}")
+                h.journal.notes.append(f"{r['metric']} through {r['target']} (repeat {r['rep'] + 1}): {v}")
     if h.journal.notes:
         w("## Notes")
         w("")
@@ -289,10 +341,11 @@ def _commands(h, s, pusher, w):
     w("# " + " ".join(shlex.quote(x) for x in relative_argv(h.argv)))
     P = h.port
     w("# PORT: the relay's listen port (" + ", ".join(f"{t} {P[t]}" for t in h.peers)
-      + (f", rendezvous A {P[RENDEZVOUS]} / B {P['rdv_b']}" if "socket-connector" in h.peers else "")
+      + (f", rendezvous A {P[RENDEZVOUS]} / B {P['rdv_b']}, rendezvous by token {P[SESSIONS]}"
+         if "socket-connector" in h.peers else "")
       + "), or the backend's port for direct")
     w(f"# BACKEND: {P['iperf3']} iperf3, {P['sockperf']} latency, {P['http']} nginx http, "
-      f"{P['idle']} idle pairs, {P['sink']} pusher sink")
+      f"{P['idle']} idle pairs, {P['sink']} pusher sink, {P['echo']} the sessions generator's echo")
     w(f"# $TMP: the run's temporary directory (generated configs); "
       f"python3: the harness's own, Python {platform.python_version()}")
     for group in ("backend", "relay", "load"):

@@ -6,7 +6,7 @@ import platform
 import statistics
 
 from .common import log, relative, relative_argv
-from .peers import RENDEZVOUS
+from .peers import RENDEZVOUS, SESSIONS
 
 
 class Results:
@@ -108,6 +108,32 @@ def summarize(h):
     return s, pusher
 
 
+def summarize_sessions(h):
+    """The rendezvous figures: sessions/s beside the proxy's conn/s from the same generator
+    (medians over repeats, and the median of the per-repeat ratio), and the memory per
+    pending side and per idle session. Empty when this run measured neither."""
+    res = h.results
+    out = {}
+    for key, t in (("rendezvous", SESSIONS), ("proxy", "socket-connector")):
+        if res.vals("sessionrate", t, "rate"):
+            recs = [r for r in res.records if r["metric"] == "sessionrate" and r["target"] == t]
+            out[key] = {"per_s": res.med("sessionrate", t, "rate"),
+                        "cpu_us_per_unit": res.med("sessionrate", t, "cpu_us_per_unit"),
+                        "segs_per_unit": res.med("sessionrate", t, "segs_per_unit"),
+                        "generator_cpu_share": statistics.median(
+                            [r["generator_cpu_s"] / r["seconds"] for r in recs if r.get("seconds")] or [0]),
+                        "units": sum(r.get("units", 0) for r in recs),
+                        "failed": sum(r.get("failed", 0) for r in recs)}
+    if "rendezvous" in out and "proxy" in out:
+        out["ratio"] = res.ratio("sessionrate", SESSIONS, "rate", base="socket-connector")
+        out["cpu_ratio"] = res.ratio("sessionrate", SESSIONS, "cpu_us_per_unit", base="socket-connector")
+    if res.vals("sessionmemory", SESSIONS, "kib_per_session"):
+        out["memory"] = {k: res.med("sessionmemory", SESSIONS, k)
+                         for k in ("sessions_opened", "pending_sides", "sessions", "rss0", "rss_pending",
+                                   "rss_paired", "kib_per_pending", "kib_per_session")}
+    return out
+
+
 def write_json(h, path, repeats):
     """Everything as JSON: summary, every raw measurement, commands, configs, notes, errors.
     Paths of this machine appear as relative() names them."""
@@ -119,7 +145,7 @@ def write_json(h, path, repeats):
         "mode": "quick" if h.args.quick else "full", "repeats": repeats,
         "argv": relative_argv(h.argv), "binary": h.binary and relative(h.binary), "threads": h.args.threads,
         "labels": h.labels, "levels": h.levels, "parameters": h.p,
-        "summary": s, "pusher": pusher, "targets": h.targets,
+        "summary": s, "pusher": pusher, "sessions": h.session_data, "targets": h.targets,
         "records": h.records, "commands": [{"group": g, "label": l, "command": c} for g, l, c in j.commands],
         "ports": h.port,
         "configs": {k: {"file": n, "text": t} for k, (n, t) in j.configs.items()}, "notes": j.notes,

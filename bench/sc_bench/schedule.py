@@ -4,7 +4,7 @@ the order rotated by one place per repeat so no relay always runs first or right
 each round loads each in turn, the order reversed every round."""
 from . import loads, peers
 from .common import BenchError, log
-from .peers import RENDEZVOUS
+from .peers import RENDEZVOUS, SESSIONS
 
 # The peers of the paired rounds, in this order, those of --peers.
 CONN_PAIRED = ["haproxy", "haproxy-splice", "haproxy-splice-forced", "nginx"]
@@ -29,6 +29,11 @@ def plan(h):
         out.append(("connrate", targets))
     if "memory" in h.metrics:
         out.append(("memory", h.peers))
+    if "socket-connector" in h.peers:
+        if "sessionrate" in h.metrics:
+            out.append(("sessionrate", [SESSIONS, "socket-connector"]))
+        if "sessionmemory" in h.metrics:
+            out.append(("sessionmemory", [SESSIONS]))
     return out
 
 
@@ -37,6 +42,9 @@ def measure(h, metric, target, rep):
     rec = {"rep": rep, "metric": metric, "target": target}
     try:
         rec.update(loads.MEASURES[metric](h, target))
+        if "error" in rec:      # figures, but some of the load failed (sessionrate, sessionmemory)
+            h.journal.errors.append(f"{metric} / {target} (repeat {rep + 1}): {rec['error']}")
+            log(f"ERROR {metric} {target}: {rec['error']}")
     except BenchError as e:
         rec["error"] = str(e)
         h.journal.errors.append(f"{metric} / {target} (repeat {rep + 1}): {e}")

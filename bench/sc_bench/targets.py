@@ -1,4 +1,5 @@
-"""The targets of issue 4, each met, NOT met or n/a (a figure this run does not have).
+"""The targets of issue 4 (and issue 20's for the rendezvous by token), each met, NOT met or n/a
+(a figure this run does not have).
 
 Throughput and CPU per GB are judged against the better of the HAProxy splice peers in the
 run (forced splice, splice-auto), figure by figure, and the target says which one that was."""
@@ -70,4 +71,14 @@ def judge(h, s, pusher):
         r = pusher[RENDEZVOUS]
         ok = None if r.get("vs_proxy1") is None else (r["vs_proxy1"] >= 0.9 and (r.get("vs_proxy8") or 0) >= 0.9)
         target("rendezvous throughput the same as the proxy mode (at least 0.9× its 1- and 8-stream figures)", ok)
+    sd = getattr(h, "session_data", {})
+    if "sessionrate" in ms:
+        r = sd.get("ratio")
+        target("issue 20: rendezvous sessions/s ≥ 0.9× the proxy's conn/s (same generator, same run)"
+               + ("" if r is None else f": {r:.3f}×"), _ge(r, 0.9))
+    if "sessionmemory" in ms:
+        m = sd.get("memory", {})
+        n = f"{m['sessions']:,.0f}" if m.get("sessions") else "—"
+        target(f"issue 20: ≤ 2 KiB RSS per pending rendezvous side at {n}", _le(m.get("kib_per_pending"), 2.0))
+        target(f"issue 20: ≤ 2.5 KiB RSS per idle rendezvous session at {n}", _le(m.get("kib_per_session"), 2.5))
     return out
