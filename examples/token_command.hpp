@@ -54,19 +54,6 @@ struct token_config {
 /// The longest --ttl: ten years.
 inline constexpr std::uint64_t max_ttl = 10ull * 366 * 24 * 3600;
 
-/// A whole number of at most 20 digits that fits 64 bits.
-inline std::optional<std::uint64_t> parse_u64(std::string_view text) {
-    if (text.empty() || text.size() > 20) return std::nullopt;
-    std::uint64_t value = 0;
-    for (char c : text) {
-        if (c < '0' || c > '9') return std::nullopt;
-        auto digit = static_cast<std::uint64_t>(c - '0');
-        if (value > (UINT64_MAX - digit) / 10) return std::nullopt;
-        value = value * 10 + digit;
-    }
-    return value;
-}
-
 /// Reads the arguments after `token`. Any strings are valid input (a null pointer counts as
 /// empty); the message names the first problem.
 inline std::variant<token_config, std::string> parse_token_args(std::span<char* const> args) {
@@ -110,7 +97,8 @@ inline std::variant<token_config, std::string> parse_token_args(std::span<char* 
             cfg.side = (*value == "A" || *value == "a") ? sc::side_id::a : sc::side_id::b;
         } else {
             if (!once(ttl)) return "--ttl and --expires: give one of them, once";
-            auto n = parse_u64(*value);
+            // Whole seconds as a token's EXPIRY is written: digits, no sign, no leading zero.
+            auto n = sc::detail::parse_expiry(*value);
             if (name == "--ttl") {
                 if (!n || *n == 0 || *n > max_ttl)
                     return fmt::format("--ttl needs whole seconds from 1 to {} (got {})", max_ttl,
