@@ -86,6 +86,34 @@ public:
             token, buffer);
     }
 
+    /// What a verifier that waits for readiness and then reads without blocking uses
+    /// (detail::read_available): the peer's next piece is always ready.
+    enum wait_type { wait_read, wait_write, wait_error };
+    template <class CompletionToken>
+    auto async_wait(wait_type, CompletionToken&& token) {
+        return asio::async_initiate<CompletionToken, void(std::error_code)>(
+            [this](auto handler) {
+                asio::post(io_, [handler = std::move(handler)]() mutable {
+                    std::move(handler)(std::error_code());
+                });
+            },
+            token);
+    }
+    std::size_t read_some(const asio::mutable_buffer& into, std::error_code& ec) {
+        largest_read_ = std::max(largest_read_, into.size());
+        ec = {};
+        if (into.size() == 0) return 0;
+        if (stream_.empty()) {
+            ec = asio::error::eof;
+            return 0;
+        }
+        auto n = std::min({into.size(), stream_.size(), cuts_.next(stream_.size())});
+        std::memcpy(into.data(), stream_.data(), n);
+        stream_.remove_prefix(n);
+        delivered_ += n;
+        return n;
+    }
+
     std::size_t delivered() const { return delivered_; }
     std::size_t largest_read() const { return largest_read_; }
 
