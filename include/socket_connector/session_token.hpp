@@ -24,6 +24,7 @@
 #include <fstream>
 #include <iterator>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -31,9 +32,10 @@
 #include <system_error>
 #include <vector>
 
+#include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
+#include <openssl/params.h>
 
 #include <asio/awaitable.hpp>
 #include <asio/buffer.hpp>
@@ -46,6 +48,82 @@
 
 namespace socket_connector {
 
+namespace detail {
+
+/// HMAC-SHA256 under one key, made ready once: OpenSSL's MAC is fetched and keyed when this is
+/// made (libcrypto initialises then, at start-up, not at the first token), and each MAC reuses
+/// a keyed context from a small pool (one per thread computing at once) where a one-shot
+/// `HMAC()` would make and free a dozen allocations. Copies share the pool.
+class hmac_sha256 {
+public:
+    static constexpr std::size_t size = 32;
+    using digest = std::array<unsigned char, size>;
+
+    /// Throws `std::runtime_error` if OpenSSL cannot make the MAC.
+    explicit hmac_sha256(std::string_view key)
+        : state_(std::make_shared<state>()) {
+        std::unique_ptr<EVP_MAC, mac_deleter> mac(EVP_MAC_fetch(nullptr, "HMAC", nullptr));
+        if (!mac) fail("EVP_MAC_fetch");
+        state_->keyed.reset(EVP_MAC_CTX_new(mac.get())); // holds its own reference to the MAC
+        char digest_name[] = "SHA256";
+        const OSSL_PARAM params[] = {
+            OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest_name, 0),
+            OSSL_PARAM_construct_end()};
+        if (!state_->keyed ||
+            !EVP_MAC_init(state_->keyed.get(), reinterpret_cast<const unsigned char*>(key.data()),
+                          key.size(), params))
+            fail("EVP_MAC_init");
+        (*this)(std::string_view{}); // a first MAC: the pool's first context, made now
+    }
+
+    /// The MAC of `message`. Throws `std::runtime_error` if OpenSSL fails (it does not, short
+    /// of memory).
+    digest operator()(std::string_view message) const {
+        context ctx;
+        {
+            std::lock_guard lock(state_->mutex);
+            if (!state_->idle.empty()) {
+                ctx = std::move(state_->idle.back());
+                state_->idle.pop_back();
+            }
+        }
+        if (!ctx) ctx.reset(EVP_MAC_CTX_dup(state_->keyed.get())); // keeps the key
+        digest out{};
+        std::size_t length = 0;
+        // A null key starts a new MAC under the key the context holds.
+        if (!ctx || !EVP_MAC_init(ctx.get(), nullptr, 0, nullptr) ||
+            !EVP_MAC_update(ctx.get(), reinterpret_cast<const unsigned char*>(message.data()),
+                            message.size()) ||
+            !EVP_MAC_final(ctx.get(), out.data(), &length, out.size()) || length != size)
+            fail("HMAC-SHA256");
+        std::lock_guard lock(state_->mutex);
+        state_->idle.push_back(std::move(ctx));
+        return out;
+    }
+
+private:
+    struct mac_deleter {
+        void operator()(EVP_MAC* m) const noexcept { EVP_MAC_free(m); }
+    };
+    struct context_deleter {
+        void operator()(EVP_MAC_CTX* c) const noexcept { EVP_MAC_CTX_free(c); }
+    };
+    using context = std::unique_ptr<EVP_MAC_CTX, context_deleter>;
+    struct state {
+        context keyed; // the keyed original, only ever copied
+        std::mutex mutex;
+        std::vector<context> idle;
+    };
+
+    [[noreturn]] static void fail(const char* what) {
+        throw std::runtime_error(std::string(what) + " failed (OpenSSL)");
+    }
+
+    std::shared_ptr<state> state_;
+};
+
+} // namespace detail
+
 /// The shared secret tokens are signed with: at least `min_size` bytes.
 class token_secret {
 public:
@@ -53,12 +131,8 @@ public:
 
     /// Throws `std::invalid_argument` when `bytes` is shorter than `min_size`.
     explicit token_secret(std::string bytes)
-        : bytes_(std::move(bytes)) {
-        if (bytes_.size() < min_size)
-            throw std::invalid_argument("the secret has " + std::to_string(bytes_.size()) +
-                                        " bytes; at least " + std::to_string(min_size) +
-                                        " are needed");
-    }
+        : bytes_(checked(std::move(bytes)))
+        , hmac_(bytes_) {}
 
     /// The content of `path`, one trailing LF or CRLF removed. Throws `std::system_error` when
     /// the file cannot be read, `std::invalid_argument` when the secret is too short (the
@@ -84,9 +158,20 @@ public:
     }
 
     const std::string& bytes() const noexcept { return bytes_; }
+    /// HMAC-SHA256 under this secret (what the token functions sign and check with).
+    const detail::hmac_sha256& hmac() const noexcept { return hmac_; }
 
 private:
+    static std::string checked(std::string bytes) {
+        if (bytes.size() < min_size)
+            throw std::invalid_argument("the secret has " + std::to_string(bytes.size()) +
+                                        " bytes; at least " + std::to_string(min_size) +
+                                        " are needed");
+        return bytes;
+    }
+
     std::string bytes_;
+    detail::hmac_sha256 hmac_;
 };
 
 /// What a valid token says.
@@ -100,7 +185,7 @@ namespace detail {
 
 inline constexpr std::string_view token_version = "v1";
 inline constexpr std::size_t max_session_length = 128;
-inline constexpr std::size_t token_mac_hex_length = 64;
+inline constexpr std::size_t token_mac_hex_length = 2 * hmac_sha256::size;
 /// The longest well-formed token: "v1." + session + ".A." + 20 digits + "." + 64 hex digits.
 inline constexpr std::size_t max_token_length =
     token_version.size() + 1 + max_session_length + 3 + 20 + 1 + token_mac_hex_length;
@@ -112,20 +197,20 @@ inline bool is_session_char(char c) noexcept {
 
 /// Lowercase hex of HMAC-SHA256(secret, message).
 inline std::string token_mac(const token_secret& secret, std::string_view message) {
-    std::array<unsigned char, EVP_MAX_MD_SIZE> mac{};
-    unsigned int length = 0;
-    if (!HMAC(EVP_sha256(), secret.bytes().data(), static_cast<int>(secret.bytes().size()),
-              reinterpret_cast<const unsigned char*>(message.data()), message.size(), mac.data(),
-              &length))
-        throw std::runtime_error("HMAC-SHA256 failed (OpenSSL)");
+    const auto mac = secret.hmac()(message);
     static constexpr char digits[] = "0123456789abcdef";
     std::string hex;
-    hex.reserve(2 * length);
-    for (unsigned int i = 0; i < length; ++i) {
-        hex.push_back(digits[mac[i] >> 4]);
-        hex.push_back(digits[mac[i] & 0xf]);
+    hex.reserve(2 * mac.size());
+    for (unsigned char byte : mac) {
+        hex.push_back(digits[byte >> 4]);
+        hex.push_back(digits[byte & 0xf]);
     }
     return hex;
+}
+
+/// The value of a lowercase hex digit (one `check_token` has already checked).
+inline unsigned char hex_value(char c) noexcept {
+    return static_cast<unsigned char>(c <= '9' ? c - '0' : c - 'a' + 10);
 }
 
 /// EXPIRY: decimal, no sign, no leading zeros, at most 20 digits and within 64 bits.
@@ -202,9 +287,12 @@ inline std::optional<session_token> check_token(const token_secret& secret, std:
         if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
             return refuse("malformed: bad MAC field");
     const auto signed_part = token.substr(0, token.size() - detail::token_mac_hex_length - 1);
-    const std::string expected = detail::token_mac(secret, signed_part);
-    if (CRYPTO_memcmp(expected.data(), parts[4].data(), detail::token_mac_hex_length) != 0)
-        return refuse("bad MAC");
+    const auto expected = secret.hmac()(signed_part);
+    detail::hmac_sha256::digest given{};
+    for (std::size_t i = 0; i < given.size(); ++i)
+        given[i] = static_cast<unsigned char>(detail::hex_value(parts[4][2 * i]) << 4 |
+                                              detail::hex_value(parts[4][2 * i + 1]));
+    if (CRYPTO_memcmp(expected.data(), given.data(), given.size()) != 0) return refuse("bad MAC");
     if (*expiry < now) return refuse("expired");
     return session_token{std::string(parts[1]), parts[2] == "A" ? side_id::a : side_id::b, *expiry};
 }
@@ -237,8 +325,7 @@ public:
         std::vector<char> received;
         for (;;) {
             auto line = detail::read_line_within(received, max_line_);
-            if (line.state == detail::line_state::too_long)
-                co_return refused(fmt_too_long());
+            if (line.state == detail::line_state::too_long) co_return refused(fmt_too_long());
             if (line.state == detail::line_state::complete) {
                 std::string why;
                 auto token = check_token(*secret_, line.line, unix_now(), &why);
