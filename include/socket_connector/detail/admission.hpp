@@ -5,13 +5,16 @@
 
 #include <chrono>
 #include <exception>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include <asio/any_io_executor.hpp>
 #include <asio/awaitable.hpp>
-#include <asio/experimental/awaitable_operators.hpp>
+#include <asio/bind_cancellation_slot.hpp>
+#include <asio/cancellation_signal.hpp>
+#include <asio/co_spawn.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/use_awaitable.hpp>
 
@@ -26,12 +29,11 @@ struct admission {
     /// The verifier's `why`, "rejected" when it gave none, "timed out", or what it threw.
     std::string failure;
     std::vector<char> leftover;
-    std::string key;            ///< the verifier's pairing key (empty: first in, first out)
+    std::string key;             ///< the verifier's pairing key (empty: first in, first out)
     std::optional<side_id> side; ///< the side the verifier says the socket is
 };
 
-/// Runs a verifier, turning its exception into a failure: `||` waits for the first operation
-/// that succeeds, so a throwing verifier would otherwise wait out the timeout.
+/// Runs a verifier, turning its exception into a failure.
 template <class Socket>
 asio::awaitable<auth_result> verify_caught(const any_auth_verifier<Socket>& verify, Socket& socket,
                                            std::string& failure) {
@@ -43,31 +45,52 @@ asio::awaitable<auth_result> verify_caught(const any_auth_verifier<Socket>& veri
     co_return auth_result{};
 }
 
-/// Runs `verify` on `socket`, bounded by `timeout` (a timer on `strand`).
+/// Runs `verify` on `socket`, bounded by `timeout` (a timer on `strand`): when the timer comes
+/// first, whatever operation the verifier awaits is cancelled (terminal cancellation), and the
+/// socket fails with "timed out" once the verifier has returned.
+///
+/// The verifier runs as a child coroutine whose cancellation slot the timer's handler signals:
+/// one child and one timer wait per socket, and no exception on the way, where racing the two
+/// with `||` took two children, a parallel group, and an exception for the cancelled timer.
 template <class Socket>
 asio::awaitable<admission> admit(const any_auth_verifier<Socket>& verify, Socket& socket,
                                  std::chrono::milliseconds timeout, asio::any_io_executor strand) {
-    using namespace asio::experimental::awaitable_operators;
+    // The timer's handler may run after this frame has gone (a wait already queued when the
+    // timer is cancelled): what it touches is shared.
+    struct deadline {
+        asio::cancellation_signal signal;
+        bool settled = false; // the verifier has returned
+        bool passed = false;  // the timer came first
+    };
     admission result;
+    auto state = std::make_shared<deadline>();
+    asio::steady_timer timer(strand, timeout);
+    timer.async_wait([state](const std::error_code& ec) {
+        if (ec || state->settled) return;
+        state->passed = true;
+        state->signal.emit(asio::cancellation_type::terminal);
+    });
+    auth_result verdict;
     try {
-        asio::steady_timer timer(strand, timeout);
-        auto outcome = co_await (verify_caught(verify, socket, result.failure) ||
-                                 timer.async_wait(asio::use_awaitable));
-        if (outcome.index() == 1) {
-            result.failure = "timed out";
-        } else if (auto& verdict = std::get<0>(outcome); !verdict.ok) {
-            if (result.failure.empty())
-                result.failure = verdict.why.empty() ? "rejected" : std::move(verdict.why);
-        } else {
-            result.admitted = true;
-            result.leftover = std::move(verdict.leftover);
-            result.key = std::move(verdict.key);
-            result.side = verdict.side;
-        }
+        verdict = co_await asio::co_spawn(
+            strand, verify_caught(verify, socket, result.failure),
+            asio::bind_cancellation_slot(state->signal.slot(), asio::use_awaitable));
     } catch (const std::exception& e) {
-        result.failure = e.what();
+        if (result.failure.empty()) result.failure = e.what();
     }
-    if (!result.failure.empty()) result.admitted = false;
+    state->settled = true;
+    timer.cancel();
+    if (state->passed) {
+        result.failure = "timed out";
+    } else if (!verdict.ok) {
+        if (result.failure.empty())
+            result.failure = verdict.why.empty() ? "rejected" : std::move(verdict.why);
+    } else if (result.failure.empty()) {
+        result.admitted = true;
+        result.leftover = std::move(verdict.leftover);
+        result.key = std::move(verdict.key);
+        result.side = verdict.side;
+    }
     co_return result;
 }
 
