@@ -64,6 +64,7 @@
 
 #include "cli_args.hpp"
 #include "example_support.hpp"
+#include "session_routes.hpp"
 #include "token_command.hpp"
 
 namespace sc = socket_connector;
@@ -75,6 +76,7 @@ using cli::is_server;
 using cli::make_options;
 using cli::parse_args;
 using cli::usage_text;
+using example::session_routes;
 
 /// The counters of several connectors added up (their remote addresses merged, each once).
 sc::stats sum_of(const std::vector<std::shared_ptr<sc::connector>>& connectors) {
@@ -104,8 +106,10 @@ sc::stats sum_of(const std::vector<std::shared_ptr<sc::connector>>& connectors) 
 /// A proxy (server-to-socket --multi) on N threads is N connectors, one per event loop, each
 /// accepting on the same address (SO_REUSEPORT: the kernel spreads new connections among them)
 /// and relaying the pairs it accepted on its own thread: no hand-off between threads, and no
-/// thread woken for another's events. They share one set of limits. Every other mode is one
-/// connector on one event loop that all N threads run.
+/// thread woken for another's events. They share one set of limits. A rendezvous is served the
+/// same way, and each side, once its token is checked, moves to the connector its session's key
+/// hashes to (`options::route`, `session_routes`): at most one hand-off between threads per
+/// side. Every other mode is one connector on one event loop that all N threads run.
 class relay {
 public:
     relay(std::vector<asio::io_context*> loops, config cfg)
@@ -180,7 +184,12 @@ private:
         o.io_run_by_one_thread = sharded || cfg_.threads == 1;
         if (sharded) {
             o.a.reuse_port = true;
+            o.b.reuse_port = cfg_.rendezvous && is_server(cfg_.mode, 'B');
             o.limit_group = std::make_shared<sc::shared_limits>();
+            if (cfg_.rendezvous) {
+                routes_ = std::make_shared<session_routes>(loops_.size());
+                o.route = [routes = routes_](std::string_view key) { return routes->route(key); };
+            }
         }
         for (std::size_t i = 0; i < loops_.size(); ++i) {
             sc::options mine = o;
@@ -207,6 +216,11 @@ private:
                 mine.a.host.clear();
                 mine.a.port.clear();
                 mine.a.endpoint = connectors_.front()->side_a_endpoint();
+                if (mine.b.reuse_port) {
+                    mine.b.host.clear();
+                    mine.b.port.clear();
+                    mine.b.endpoint = connectors_.front()->side_b_endpoint();
+                }
             }
             asio::any_io_executor ex = loops_[i]->get_executor();
             auto [ec, c] = co_await sc::create(cfg_.mode, ex, std::move(mine),
@@ -227,6 +241,7 @@ private:
                 co_return;
             }
             connectors_.push_back(c);
+            if (routes_) routes_->add(c);
             if (acted_on_ > 0) c->drain(cfg_.drain_timeout); // the signal came while starting up
         }
         starting_ = false;
@@ -318,6 +333,7 @@ private:
     asio::strand<asio::io_context::executor_type> strand_;
     asio::signal_set signals_;
     std::vector<std::shared_ptr<sc::connector>> connectors_;
+    std::shared_ptr<session_routes> routes_; // a rendezvous on several loops
     bool finished_ = false; // every connector has closed: stop watching for signals
     int acted_on_ = 0;      // signals acted on (repeats within `same_request` are not)
     std::chrono::steady_clock::time_point last_acted_{};
@@ -330,7 +346,8 @@ private:
 /// Whether `cfg` is served by one connector per thread (see `relay`).
 bool one_loop_per_thread(const config& cfg) {
 #if defined(SO_REUSEPORT)
-    return cfg.mode == sc::connector_mode::server_to_socket && cfg.multi && cfg.threads > 1;
+    return ((cfg.mode == sc::connector_mode::server_to_socket && cfg.multi) || cfg.rendezvous) &&
+           cfg.threads > 1;
 #else
     (void)cfg;
     return false;

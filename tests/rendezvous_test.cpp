@@ -6,14 +6,19 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <future>
 #include <memory>
 #include <random>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <asio/detached.hpp>
+#include <asio/executor_work_guard.hpp>
+#include <asio/use_future.hpp>
 
+#include "../examples/session_routes.hpp"
 #include "support/net.hpp"
 #include "support/programs.hpp"
 
@@ -478,7 +483,168 @@ asio::awaitable<void> session_events() {
     co_await c->wait_closed();
 }
 
+/// The sides of `count` sessions, in a random order, all at once, to `port`: how many pairs got
+/// other bytes than their partner's (or none).
+asio::awaitable<std::size_t> crossed_sessions(unsigned short port, std::size_t count) {
+    auto ex = co_await asio::this_coro::executor;
+    std::vector<std::pair<std::size_t, sc::side_id>> order;
+    for (std::size_t i = 0; i < count; ++i) {
+        order.emplace_back(i, sc::side_id::a);
+        order.emplace_back(i, sc::side_id::b);
+    }
+    std::mt19937_64 random(20261208);
+    std::shuffle(order.begin(), order.end(), random);
+    auto payload = [](std::size_t session, sc::side_id side) {
+        return pattern(session * 2 + (side == sc::side_id::a ? 0 : 1), 500 + session % 2000);
+    };
+    std::vector<std::vector<char>> received(2 * count);
+    std::size_t finished = 0;
+    for (auto& [session, side] : order) {
+        auto token = token_for("routed-" + std::to_string(session), side);
+        const auto slot = session * 2 + (side == sc::side_id::a ? 0 : 1);
+        asio::co_spawn(ex, session_client(port, token, payload(session, side)),
+                       [&, slot](std::exception_ptr e, std::vector<char> got) {
+                           if (!e) received[slot] = std::move(got);
+                           ++finished;
+                       });
+    }
+    CHECK(co_await eventually([&] { return finished == order.size(); }, 60s));
+    std::size_t crossed = 0;
+    for (std::size_t i = 0; i < count; ++i) {
+        if (checksum(received[2 * i]) != checksum(payload(i, sc::side_id::b))) ++crossed;
+        if (checksum(received[2 * i + 1]) != checksum(payload(i, sc::side_id::a))) ++crossed;
+    }
+    co_return crossed;
+}
+
+/// Runs `loops` event loops, one thread each, until the object is destroyed.
+struct loop_threads {
+    explicit loop_threads(std::size_t loops) {
+        for (std::size_t i = 0; i < loops; ++i)
+            io.push_back(std::make_unique<asio::io_context>(1));
+        for (auto& loop : io) {
+            guards.push_back(asio::make_work_guard(*loop));
+            threads.emplace_back([&ctx = *loop] { ctx.run_for(120s); });
+        }
+    }
+    ~loop_threads() {
+        guards.clear();
+        for (auto& loop : io)
+            loop->stop();
+        for (auto& t : threads)
+            t.join();
+    }
+    std::vector<std::unique_ptr<asio::io_context>> io;
+    std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards;
+    std::vector<std::thread> threads;
+};
+
 } // namespace
+
+TEST_CASE("connectors on two event loops share a port and route each session to one of them",
+          "[rendezvous]") {
+    raise_fd_limit(4096);
+    loop_threads loops(2);
+    log_capture logs;
+    struct table {
+        std::shared_ptr<sc::connector> owner[2];
+    };
+    auto routes = std::make_shared<table>();
+    auto group = std::make_shared<sc::shared_limits>();
+    std::vector<std::shared_ptr<sc::connector>> made;
+    for (std::size_t i = 0; i < 2; ++i) {
+        auto o = rendezvous_options(logs);
+        o.verbose = true;
+        o.io_run_by_one_thread = true;
+        o.a.reuse_port = true;
+        o.limit_group = group;
+        o.max_sessions = 5000;
+        o.route = [routes](std::string_view key) {
+            return routes->owner[std::hash<std::string_view>{}(key) % 2];
+        };
+        if (i == 1) {
+            o.a.host.clear();
+            o.a.endpoint = made.front()->side_a_endpoint();
+        }
+        made.push_back(
+            sc::one_server(loops.io[i]->get_executor(), std::move(o), asio::use_future).get());
+    }
+    // Every connector exists before a client comes (the command handles the start-up window
+    // with its own table).
+    routes->owner[0] = made[0];
+    routes->owner[1] = made[1];
+    const std::size_t count = 400;
+    asio::io_context clients;
+    std::size_t crossed = count;
+    run(clients, [&]() -> asio::awaitable<void> {
+        crossed = co_await crossed_sessions(made[0]->side_a_port(), count);
+    }(), 90s);
+    CHECK(crossed == 0);
+    std::uint64_t paired = 0, created = 0, refused = 0, failures = 0, per_connector[2] = {0, 0};
+    for (std::size_t i = 0; i < 2; ++i) {
+        auto st = made[i]->stats();
+        paired += st.sessions_paired;
+        per_connector[i] = st.sessions_paired;
+        created += st.sockets_created;
+        refused += st.sockets_refused;
+        failures += st.auth_failures;
+    }
+    INFO(logs.all().substr(0, 4000));
+    CHECK(paired == count);
+    CHECK(created == 2 * count); // a socket that moved is counted where it was accepted only
+    CHECK(refused == 0);
+    CHECK(failures == 0);
+    CHECK(per_connector[0] > 0); // both connectors paired sessions...
+    CHECK(per_connector[1] > 0);
+    CHECK(logs.contains("moved to its session's connector")); // ...and sides moved between them
+    CHECK(logs.contains("routed here (its session's connector)"));
+    for (auto& c : made)
+        c->close();
+    for (auto& c : made)
+        CHECK(c->wait_closed(asio::use_future).wait_for(10s) == std::future_status::ready);
+}
+
+TEST_CASE("the command's session routes keep a key with one connector from its first side on",
+          "[rendezvous]") {
+    asio::io_context io;
+    run(io, []() -> asio::awaitable<void> {
+        auto ex = co_await asio::this_coro::executor;
+        std::vector<std::shared_ptr<sc::connector>> made;
+        for (int i = 0; i < 3; ++i) {
+            sc::options o = loopback_options();
+            o.timeout = sc::no_timeout;
+            made.push_back(co_await sc::server_to_server(ex, std::move(o)));
+        }
+        example::session_routes routes(3);
+        // Before any connector is made: the side stays where it is, and its key is kept there.
+        CHECK(routes.route("before") == nullptr);
+        routes.add(made[0]);
+        CHECK(routes.route("early") == made[0]);
+        routes.add(made[1]);
+        CHECK(routes.route("still early") == made[0]);
+        routes.add(made[2]);
+        // Complete: keys seen early stay with the first; every other key has one owner by hash.
+        CHECK(routes.route("before") == made[0]);
+        CHECK(routes.route("early") == made[0]);
+        CHECK(routes.route("still early") == made[0]);
+        std::size_t owners[3] = {0, 0, 0};
+        for (int i = 0; i < 300; ++i) {
+            const std::string key = "key-" + std::to_string(i);
+            auto owner = routes.route(key);
+            CHECK(owner == made[std::hash<std::string_view>{}(key) % 3]);
+            CHECK(routes.route(key) == owner);
+            for (std::size_t j = 0; j < 3; ++j)
+                if (owner == made[j]) ++owners[j];
+        }
+        CHECK(owners[0] > 0);
+        CHECK(owners[1] > 0);
+        CHECK(owners[2] > 0);
+        for (auto& c : made) {
+            c->close();
+            co_await c->wait_closed();
+        }
+    }());
+}
 
 TEST_CASE("a rendezvous pairs sides by session key on one port", "[rendezvous]") {
     asio::io_context io;

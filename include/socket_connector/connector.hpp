@@ -243,9 +243,11 @@ private:
     // ---- sides ------------------------------------------------------------------------------
 
     /// Where a new socket came from.
-    enum class origin { accepted, dialed, adopted };
+    enum class origin { accepted, dialed, adopted, routed };
     arrival_ptr wrap(side_id id, socket_type socket, const endpoint_type& remote, origin from);
-    void adopted(side_id id, socket_type socket, std::optional<auth_result> verdict);
+    void adopted(side_id id, socket_type socket, std::optional<auth_result> verdict,
+                 origin from = origin::adopted);
+    bool route_away(const arrival_ptr& a);
     void accepted(side_id id, socket_type socket, const endpoint_type& peer, bool unseen);
     std::string why_refuse(side_id id) const;
     asio::awaitable<void> admit(arrival_ptr a);
@@ -254,6 +256,8 @@ private:
     void enqueue(arrival_ptr a, bool unseen = false);
     void refuse(const arrival_ptr& a, const std::string& why);
     void expire_later(const arrival_ptr& a);
+    void forget_deadline(arrival& a);
+    void forget_deadlines();
     asio::awaitable<void> expire_pending();
     void watch(arrival_ptr a);
     void drop(const arrival_ptr& a, const std::string& why);
@@ -346,8 +350,7 @@ private:
     endpoint_type local_[2]{};
     detail::pairing<side_type> pairing_;
     // Pending sides in the order their pending_timeout runs out (one timer for all of them).
-    std::deque<std::pair<std::chrono::steady_clock::time_point, std::weak_ptr<arrival>>>
-        expiries_;
+    detail::pending_deadlines<side_type> expiries_;
     std::optional<asio::steady_timer> expiry_timer_;
     bool expiring_ = false; // expire_pending() is running
     std::set<arrival_ptr> authenticating_;
@@ -361,6 +364,7 @@ private:
     // This connector's share of opts_.limit_group's counts.
     std::size_t published_live_ = 0;
     std::size_t published_waiting_[2] = {0, 0};
+    std::size_t published_sessions_ = 0;
 
     // Read from any thread.
     std::atomic<bool> closed_{false};

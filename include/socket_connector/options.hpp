@@ -103,6 +103,8 @@ public:
     /// Side A / side B sockets authenticating or waiting for a partner, over all of them.
     std::size_t pending_a() const noexcept { return pending_a_.load(); }
     std::size_t pending_b() const noexcept { return pending_b_.load(); }
+    /// Sessions (keys) waiting for their second side or relaying, over all of them.
+    std::size_t sessions() const noexcept { return sessions_.load(); }
 
 private:
     template <class P, class E>
@@ -111,14 +113,19 @@ private:
     std::atomic<std::size_t> connections_{0};
     std::atomic<std::size_t> pending_a_{0};
     std::atomic<std::size_t> pending_b_{0};
+    std::atomic<std::size_t> sessions_{0};
 };
+
+template <class Protocol, class Executor>
+class basic_connector;
 
 /// Everything a connector is told when it is made; see the four factories in connector.hpp.
 ///
 /// Fields in the order designated initialisers must follow: `a`, `b`, `verbose`, `log_traffic`,
 /// `zero_copy`, `logger`, `timeout`, `auth_timeout`, `connect_timeout`, `max_pending`,
 /// `max_connections`, `limit_group`, `idle_timeout`, `io_run_by_one_thread`, `multi`,
-/// `before_joining`, `pending_timeout`, `max_sessions`. Hand a factory a named variable (or a function's result): g++ 12
+/// `before_joining`, `pending_timeout`, `max_sessions`, `route`. Hand a factory a named variable
+/// (or a function's result): g++ 12
 /// miscompiles a braced temporary in a `co_await` (see detail/options_argument.hpp).
 template <class Protocol, class Executor = asio::any_io_executor>
 struct basic_options {
@@ -173,6 +180,15 @@ struct basic_options {
     /// second side or relaying; a side that would open one more is closed with a logged reason
     /// (the second side of a waiting session is always let in). 0: no limit.
     std::size_t max_sessions = 0;
+    /// One port served by several connectors, one per event loop (each listening on it with
+    /// `reuse_port`; a `limit_group` makes their limits one): returns the connector that pairs
+    /// the sides of session `key`, the same one for every side of a key. A side admitted here
+    /// with a key another connector owns moves there with its verdict and the bytes it sent
+    /// after its message (its socket is registered with that connector's event loop), as
+    /// `adopt` would take it; it is counted where it was accepted. Null, or this connector:
+    /// it stays. Called on this connector's strand; only server sides, only keyed ones.
+    std::function<std::shared_ptr<basic_connector<Protocol, Executor>>(std::string_view key)>
+        route{};
 };
 
 /// Options for a TCP connector, the common case.

@@ -9,8 +9,10 @@
 // session. The connector calls `add`, `remove`, `next_pair`, `release`, `waiting`, `sessions`
 // and `take_all`.
 
+#include <chrono>
 #include <cstddef>
 #include <deque>
+#include <list>
 #include <memory>
 #include <optional>
 #include <string>
@@ -23,6 +25,21 @@
 
 namespace socket_connector::detail {
 
+template <class Side>
+struct arrival;
+
+/// When a pending side's `pending_timeout` runs out. The connector keeps these in arrival
+/// order; a side that pairs or leaves takes its own out, so the list holds only sides that
+/// wait.
+template <class Side>
+struct pending_deadline {
+    std::chrono::steady_clock::time_point at;
+    std::weak_ptr<arrival<Side>> who;
+};
+
+template <class Side>
+using pending_deadlines = std::list<pending_deadline<Side>>;
+
 /// A side on its way to a pair: the side, and what it sent before the pair formed.
 template <class Side>
 struct arrival {
@@ -32,6 +49,8 @@ struct arrival {
     handoff in;
     /// The pairing key its verifier named; empty: first in, first out.
     std::string key;
+    /// Its entry in the connector's pending deadlines, while it has one.
+    std::optional<typename pending_deadlines<Side>::iterator> deadline;
 };
 
 template <class Side>
@@ -87,8 +106,7 @@ public:
             auto key = std::move(ready_.front());
             ready_.pop_front();
             auto it = keyed_.find(key);
-            if (it == keyed_.end() || it->second.joined || !it->second.a || !it->second.b)
-                continue;
+            if (it == keyed_.end() || it->second.joined || !it->second.a || !it->second.b) continue;
             auto& session = it->second;
             session.joined = true;
             --keyed_waiting_[0];

@@ -103,6 +103,24 @@ void open_non_blocking(Socket& socket, const Protocol& protocol, std::error_code
 #endif
 }
 
+/// Takes `fd`, a non-blocking socket another `Socket` of this process released a moment ago,
+/// into `socket` (registered with its event loop). Closes `fd` on failure.
+template <class Socket, class Protocol>
+void take_released(Socket& socket, const Protocol& protocol,
+                   typename Socket::native_handle_type fd, std::error_code& ec) {
+#if defined(SOCKET_CONNECTOR_NATIVE_SOCKETS)
+    adopt_descriptor(socket, protocol, fd, ec);
+#else
+    socket.assign(protocol, fd, ec);
+    if (!ec) return;
+#if defined(ASIO_WINDOWS) || defined(__CYGWIN__)
+    ::closesocket(fd);
+#else
+    ::close(fd);
+#endif
+#endif
+}
+
 /// Accepts one connection from a non-blocking `acceptor` into `socket` (closed), without
 /// waiting: `would_block` when none is queued. The new socket is non-blocking (and
 /// close-on-exec where the system allows); `peer` is set to its address. A connection that was

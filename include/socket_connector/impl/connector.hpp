@@ -157,7 +157,8 @@ detail::arrival_ptr<basic_side<Protocol, Executor>>
 basic_connector<Protocol, Executor>::wrap(side_id id, socket_type socket,
                                           const endpoint_type& remote, origin from) {
     std::string peer = detail::to_string(remote);
-    sockets_created_.fetch_add(1, std::memory_order_relaxed);
+    if (from != origin::routed) // counted where it was accepted
+        sockets_created_.fetch_add(1, std::memory_order_relaxed);
     {
         std::lock_guard lock(addresses_mutex_);
         if (remote_addresses_.size() < stats_address_limit) {
@@ -184,9 +185,10 @@ basic_connector<Protocol, Executor>::wrap(side_id id, socket_type socket,
         info("accepted {}", a->side->remote());
     else
         info("{}: {} {}", to_string(id),
-             from == origin::accepted ? "accepted"
-             : from == origin::dialed ? "connected to"
-                                      : "adopted",
+             from == origin::accepted  ? "accepted"
+             : from == origin::dialed  ? "connected to"
+             : from == origin::adopted ? "adopted"
+                                       : "routed here (its session's connector)",
              a->side->remote());
     return a;
 }
@@ -217,7 +219,7 @@ void basic_connector<Protocol, Executor>::adopt(side_id id, socket_type socket,
 /// side's verifier, or by the application's own verdict) like an accepted one.
 template <class Protocol, class Executor>
 void basic_connector<Protocol, Executor>::adopted(side_id id, socket_type socket,
-                                                  std::optional<auth_result> verdict) {
+                                                  std::optional<auth_result> verdict, origin from) {
     std::error_code ec;
     const auto remote = socket.remote_endpoint(ec);
     if (lifecycle_.closing() || ec) {
@@ -231,7 +233,7 @@ void basic_connector<Protocol, Executor>::adopted(side_id id, socket_type socket
         socket.close(ec);
         return;
     }
-    auto a = wrap(id, std::move(socket), remote, origin::adopted);
+    auto a = wrap(id, std::move(socket), remote, from);
     if (!verdict) {
         if (side_opts(id).auth)
             spawn(admit(std::move(a)));
@@ -295,7 +297,8 @@ asio::awaitable<void> basic_connector<Protocol, Executor>::admit(arrival_ptr a) 
 }
 
 /// Runs the side's verifier under `auth_timeout`; false (and the side closed) if it failed or the
-/// connector is closing. Sides accepted and sides dialed are both checked.
+/// connector is closing, or if it moved to the connector that owns its session (`route`).
+/// Sides accepted and sides dialed are both checked.
 template <class Protocol, class Executor>
 asio::awaitable<bool> basic_connector<Protocol, Executor>::authenticate(const arrival_ptr& a) {
     auto& joining = *a->side;
@@ -329,9 +332,57 @@ asio::awaitable<bool> basic_connector<Protocol, Executor>::authenticate(const ar
         refuse(a, why);
         co_return false;
     }
-    info("{}: {} authenticated{}", to_string(joining.id()), joining.remote(),
-         a->key.empty() ? std::string() : fmt::format(" for session {}", a->key));
-    co_return true;
+    if (opts_.verbose)
+        info("{}: {} authenticated{}", to_string(joining.id()), joining.remote(),
+             a->key.empty() ? std::string() : fmt::format(" for session {}", a->key));
+    co_return !route_away(a);
+}
+
+/// Moves an admitted side whose session another connector owns (`options::route`) there: its
+/// socket is released here and registered with that connector's event loop, and it is taken as
+/// an adopted socket with its verdict and early bytes. True when it went.
+template <class Protocol, class Executor>
+bool basic_connector<Protocol, Executor>::route_away(const arrival_ptr& a) {
+    const bool served =
+        mode_ == connector_mode::one_server || mode_ == connector_mode::server_to_server;
+    if (!opts_.route || a->key.empty() || !served) return false;
+    auto to = opts_.route(a->key);
+    if (!to || to.get() == this) return false;
+    auto& socket = a->side->socket_;
+    std::error_code ec;
+    const auto protocol = socket.local_endpoint(ec).protocol();
+    typename socket_type::native_handle_type handle{};
+    if (!ec) handle = socket.release(ec);
+    const auto id = a->side->id();
+    if (ec) {
+        log(log_level::warning, "{}: {} could not be moved to its session's connector: {}",
+            to_string(id), a->side->remote(), ec.message());
+        a->side->close();
+        maybe_finish();
+        return true;
+    }
+    info("{}: {} moved to its session's connector", to_string(id), a->side->remote());
+    a->side->close(); // its socket is released: nothing to close but the side
+    auth_result verdict;
+    verdict.ok = true;
+    verdict.leftover = std::move(a->in.early);
+    verdict.key = std::move(a->key);
+    verdict.side = id;
+    asio::post(to->ex_, [to, id, protocol, handle, verdict = std::move(verdict)]() mutable {
+        socket_type moved(to->ex_);
+        std::error_code failed;
+        detail::take_released(moved, protocol, handle, failed);
+        if (failed) {
+            to->log(log_level::warning, "{}: a socket moved here could not be registered: {}",
+                    to_string(id), failed.message());
+            return;
+        }
+        asio::dispatch(to->strand_, [to, id, moved = std::move(moved),
+                                     verdict = std::move(verdict)]() mutable {
+            to->adopted(id, std::move(moved), std::move(verdict), origin::routed);
+        });
+    });
+    return true;
 }
 
 /// Takes the key and side a verifier named; why the side may not go on, or empty.
@@ -370,10 +421,12 @@ void basic_connector<Protocol, Executor>::enqueue(arrival_ptr a, bool unseen) {
         a->side->close();
         return;
     }
-    if (!a->key.empty() && opts_.max_sessions > 0 && !pairing_.has_session(a->key) &&
-        pairing_.sessions() >= opts_.max_sessions)
-        return refuse(a, fmt::format("session {}: {} open (max_sessions)", a->key,
-                                     detail::count_of(pairing_.sessions(), "session")));
+    if (!a->key.empty() && opts_.max_sessions > 0 && !pairing_.has_session(a->key)) {
+        const auto open = opts_.limit_group ? opts_.limit_group->sessions() : pairing_.sessions();
+        if (open >= opts_.max_sessions)
+            return refuse(a, fmt::format("session {}: {} open (max_sessions)", a->key,
+                                         detail::count_of(open, "session")));
+    }
     a->side->set_state(side_state::pending);
     switch (pairing_.add(a)) {
     case detail::add_result::added:
@@ -390,9 +443,11 @@ void basic_connector<Protocol, Executor>::enqueue(arrival_ptr a, bool unseen) {
         // a departure shows once the pair relays. No watcher needed.
         dial_for(std::move(a), unseen);
     } else {
-        expire_later(a);
-        watch(std::move(a));
         try_pair();
+        if (a->side->state() == side_state::pending) { // no partner yet: wait for one
+            expire_later(a);
+            watch(std::move(a));
+        }
     }
 }
 
@@ -415,6 +470,7 @@ void basic_connector<Protocol, Executor>::watch(arrival_ptr a) {
 template <class Protocol, class Executor>
 void basic_connector<Protocol, Executor>::drop(const arrival_ptr& a, const std::string& why) {
     pairing_.remove(a);
+    forget_deadline(*a);
     update_counts();
     const auto id = a->side->id();
     if (!why.empty()) info("{}: {} left while pending: {}", to_string(id), a->side->remote(), why);
@@ -430,6 +486,8 @@ void basic_connector<Protocol, Executor>::drop(const arrival_ptr& a, const std::
 template <class Protocol, class Executor>
 void basic_connector<Protocol, Executor>::join(arrival_ptr a, arrival_ptr b) {
     std::error_code ignored;
+    forget_deadline(*a);
+    forget_deadline(*b);
     // Ends the watchers; they see the new state and leave the sockets alone.
     for (auto* s : {&a->side, &b->side}) {
         (*s)->set_state(side_state::joined);
@@ -458,8 +516,9 @@ void basic_connector<Protocol, Executor>::join(arrival_ptr a, arrival_ptr b) {
     formed_.push_back(c);
     if (formed_.size() > connection_queue_limit) formed_.pop_front();
     update_counts();
-    info("connection {}: A {} <-> B {}{}", id, a->side->remote(), b->side->remote(),
-         c->key().empty() ? std::string() : fmt::format(" (session {})", c->key()));
+    if (opts_.verbose)
+        info("connection {}: A {} <-> B {}{}", id, a->side->remote(), b->side->remote(),
+             c->key().empty() ? std::string() : fmt::format(" (session {})", c->key()));
     std::weak_ptr<basic_connector> weak = this->shared_from_this();
     c->start([weak](std::shared_ptr<connection_type> done, std::string reason) {
         // Posted: the connector learns of it in a turn of its own, also when it shares the

@@ -97,11 +97,13 @@ void basic_connector<Protocol, Executor>::finish_close() {
 // ---- the pending timeout ----------------------------------------------------------------------
 
 /// Closes `a` when it is still waiting for its partner `pending_timeout` from now. The sides
-/// wait in arrival order, so one timer serves them all.
+/// wait in arrival order, so one timer serves them all; a side that pairs or leaves takes its
+/// deadline out (forget_deadline), so they hold memory only while they wait.
 template <class Protocol, class Executor>
 void basic_connector<Protocol, Executor>::expire_later(const arrival_ptr& a) {
     if (opts_.pending_timeout == no_timeout) return;
-    expiries_.emplace_back(std::chrono::steady_clock::now() + opts_.pending_timeout, a);
+    const auto at = std::chrono::steady_clock::now() + opts_.pending_timeout;
+    a->deadline = expiries_.insert(expiries_.end(), {at, a});
     if (!expiring_) {
         expiring_ = true;
         spawn(expire_pending());
@@ -109,23 +111,39 @@ void basic_connector<Protocol, Executor>::expire_later(const arrival_ptr& a) {
 }
 
 template <class Protocol, class Executor>
+void basic_connector<Protocol, Executor>::forget_deadline(arrival& a) {
+    if (!a.deadline) return;
+    expiries_.erase(*a.deadline);
+    a.deadline.reset();
+}
+
+template <class Protocol, class Executor>
+void basic_connector<Protocol, Executor>::forget_deadlines() {
+    for (auto& e : expiries_)
+        if (auto a = e.who.lock()) a->deadline.reset();
+    expiries_.clear();
+}
+
+template <class Protocol, class Executor>
 asio::awaitable<void> basic_connector<Protocol, Executor>::expire_pending() {
     auto self = this->shared_from_this();
     if (!expiry_timer_) expiry_timer_.emplace(strand_);
     while (!expiries_.empty() && !lifecycle_.closing()) {
-        expiry_timer_->expires_at(expiries_.front().first);
+        expiry_timer_->expires_at(expiries_.front().at);
         co_await expiry_timer_->async_wait(detail::use_tuple); // close_now() cancels it
         const auto now = std::chrono::steady_clock::now();
-        while (!expiries_.empty() && expiries_.front().first <= now) {
-            auto a = expiries_.front().second.lock();
+        while (!expiries_.empty() && expiries_.front().at <= now) {
+            auto a = expiries_.front().who.lock();
             expiries_.pop_front();
-            if (!a || a->side->state() != side_state::pending || !pairing_.remove(a)) continue;
+            if (!a) continue;
+            a->deadline.reset();
+            if (a->side->state() != side_state::pending || !pairing_.remove(a)) continue;
             log(log_level::warning, "{}: {} closed: no partner within {} ms (pending_timeout)",
                 to_string(a->side->id()), a->side->remote(), opts_.pending_timeout.count());
             drop(a, {});
         }
     }
-    expiries_.clear();
+    forget_deadlines();
     expiring_ = false;
 }
 
@@ -156,6 +174,7 @@ void basic_connector<Protocol, Executor>::publish_counts() {
     move_to(group->connections_, published_live_, gone ? 0 : live_.size());
     move_to(group->pending_a_, published_waiting_[0], gone ? 0 : waiting_on(side_id::a));
     move_to(group->pending_b_, published_waiting_[1], gone ? 0 : waiting_on(side_id::b));
+    move_to(group->sessions_, published_sessions_, gone ? 0 : pairing_.sessions());
 }
 
 } // namespace socket_connector

@@ -1,0 +1,60 @@
+#pragma once
+
+// The owner of each rendezvous session when one connector per event loop serves the port
+// (`socket-connector rendezvous --threads N`, N > 1): what the command gives the library's
+// `options::route`. A model for an application that runs a rendezvous on several loops.
+
+#include <atomic>
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <socket_connector/connector.hpp>
+
+namespace example {
+
+namespace sc = socket_connector;
+
+/// Which loop's connector pairs each rendezvous session, when one connector per loop serves the
+/// port: the one its key hashes to. The connectors are made one after the other and the first
+/// accepts at once, so a side may be admitted before its session's connector exists: such a
+/// session stays with the first connector, which the table remembers (only keys seen in those
+/// first moments), so that its other side goes there too.
+class session_routes {
+public:
+    explicit session_routes(std::size_t shards)
+        : shards_(shards) {}
+
+    /// Called once per connector, in loop order, as each is made.
+    void add(std::shared_ptr<sc::connector> c) {
+        std::lock_guard lock(mutex_);
+        made_.push_back(std::move(c));
+        if (made_.size() == shards_) complete_.store(true, std::memory_order_release);
+    }
+
+    std::shared_ptr<sc::connector> route(std::string_view key) {
+        if (complete_.load(std::memory_order_acquire)) {
+            // made_ and early_ no longer change.
+            if (!early_.empty() && early_.contains(std::string(key))) return made_.front();
+            return made_[std::hash<std::string_view>{}(key) % shards_];
+        }
+        std::lock_guard lock(mutex_);
+        if (made_.size() == shards_) return made_[std::hash<std::string_view>{}(key) % shards_];
+        early_.emplace(key);
+        return made_.empty() ? nullptr : made_.front();
+    }
+
+private:
+    const std::size_t shards_;
+    std::mutex mutex_;
+    std::atomic<bool> complete_{false};
+    std::vector<std::shared_ptr<sc::connector>> made_;
+    std::set<std::string> early_;
+};
+
+} // namespace example
