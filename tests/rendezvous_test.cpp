@@ -106,6 +106,42 @@ asio::awaitable<void> a_session_pairs_by_key_on_one_port() {
     co_await c->wait_closed();
 }
 
+/// The sides of `count` sessions (A to `port_a`, B to `port_b`), in a random order, all at once:
+/// how many sides got other bytes than their partner's (or none).
+asio::awaitable<std::size_t> crossed_sessions(unsigned short port_a, unsigned short port_b,
+                                              std::size_t count, std::string prefix) {
+    auto ex = co_await asio::this_coro::executor;
+    std::vector<std::pair<std::size_t, sc::side_id>> order;
+    for (std::size_t i = 0; i < count; ++i) {
+        order.emplace_back(i, sc::side_id::a);
+        order.emplace_back(i, sc::side_id::b);
+    }
+    std::mt19937_64 random(20261207);
+    std::shuffle(order.begin(), order.end(), random);
+    auto payload = [](std::size_t session, sc::side_id side) {
+        return pattern(session * 2 + (side == sc::side_id::a ? 0 : 1), 1000 + session % 3000);
+    };
+    std::vector<std::vector<char>> received(2 * count);
+    std::size_t finished = 0;
+    for (auto& [session, side] : order) {
+        const auto port = side == sc::side_id::a ? port_a : port_b;
+        auto token = token_for(prefix + std::to_string(session), side);
+        const auto slot = session * 2 + (side == sc::side_id::a ? 0 : 1);
+        asio::co_spawn(ex, session_client(port, token, payload(session, side)),
+                       [&, slot](std::exception_ptr e, std::vector<char> got) {
+                           if (!e) received[slot] = std::move(got);
+                           ++finished;
+                       });
+    }
+    CHECK(co_await eventually([&] { return finished == order.size(); }, 60s));
+    std::size_t crossed = 0;
+    for (std::size_t i = 0; i < count; ++i) {
+        if (checksum(received[2 * i]) != checksum(payload(i, sc::side_id::b))) ++crossed;
+        if (checksum(received[2 * i + 1]) != checksum(payload(i, sc::side_id::a))) ++crossed;
+    }
+    co_return crossed;
+}
+
 /// Sides of `count` sessions arrive in a random order, all at once; each pair must get exactly
 /// its partner's bytes.
 asio::awaitable<void> interleaved_sessions(std::size_t count, bool two_ports) {
@@ -118,39 +154,10 @@ asio::awaitable<void> interleaved_sessions(std::size_t count, bool two_ports) {
         c = co_await sc::server_to_server(ex, std::move(o));
     else
         c = co_await sc::one_server(ex, std::move(o));
-    struct side_run {
-        std::size_t session;
-        sc::side_id side;
-    };
-    std::vector<side_run> order;
-    for (std::size_t i = 0; i < count; ++i) {
-        order.push_back({i, sc::side_id::a});
-        order.push_back({i, sc::side_id::b});
-    }
-    std::mt19937_64 random(20261207);
-    std::shuffle(order.begin(), order.end(), random);
-    auto payload = [](std::size_t session, sc::side_id side) {
-        return pattern(session * 2 + (side == sc::side_id::a ? 0 : 1), 1000 + session % 3000);
-    };
-    std::vector<std::vector<char>> received(2 * count);
-    std::size_t finished = 0;
-    for (auto& run : order) {
-        const auto port =
-            two_ports && run.side == sc::side_id::b ? c->side_b_port() : c->side_a_port();
-        auto token = token_for("session-" + std::to_string(run.session), run.side);
-        asio::co_spawn(ex, session_client(port, token, payload(run.session, run.side)),
-                       [&, slot = run.session * 2 + (run.side == sc::side_id::a ? 0 : 1)](
-                           std::exception_ptr e, std::vector<char> got) {
-                           if (!e) received[slot] = std::move(got);
-                           ++finished;
-                       });
-    }
-    CHECK(co_await eventually([&] { return finished == order.size(); }, 60s));
-    std::size_t crossed = 0;
-    for (std::size_t i = 0; i < count; ++i) {
-        if (checksum(received[2 * i]) != checksum(payload(i, sc::side_id::b))) ++crossed;
-        if (checksum(received[2 * i + 1]) != checksum(payload(i, sc::side_id::a))) ++crossed;
-    }
+    const auto port_a = c->side_a_port();
+    const auto port_b = two_ports ? c->side_b_port() : port_a;
+    std::string prefix = "session-"; // named: no temporary in a co_await (g++ 12)
+    const auto crossed = co_await crossed_sessions(port_a, port_b, count, std::move(prefix));
     INFO(logs.all().substr(0, 4000));
     CHECK(crossed == 0);
     CHECK(c->stats().sessions_paired == count);
@@ -483,40 +490,6 @@ asio::awaitable<void> session_events() {
     co_await c->wait_closed();
 }
 
-/// The sides of `count` sessions, in a random order, all at once, to `port`: how many pairs got
-/// other bytes than their partner's (or none).
-asio::awaitable<std::size_t> crossed_sessions(unsigned short port, std::size_t count) {
-    auto ex = co_await asio::this_coro::executor;
-    std::vector<std::pair<std::size_t, sc::side_id>> order;
-    for (std::size_t i = 0; i < count; ++i) {
-        order.emplace_back(i, sc::side_id::a);
-        order.emplace_back(i, sc::side_id::b);
-    }
-    std::mt19937_64 random(20261208);
-    std::shuffle(order.begin(), order.end(), random);
-    auto payload = [](std::size_t session, sc::side_id side) {
-        return pattern(session * 2 + (side == sc::side_id::a ? 0 : 1), 500 + session % 2000);
-    };
-    std::vector<std::vector<char>> received(2 * count);
-    std::size_t finished = 0;
-    for (auto& [session, side] : order) {
-        auto token = token_for("routed-" + std::to_string(session), side);
-        const auto slot = session * 2 + (side == sc::side_id::a ? 0 : 1);
-        asio::co_spawn(ex, session_client(port, token, payload(session, side)),
-                       [&, slot](std::exception_ptr e, std::vector<char> got) {
-                           if (!e) received[slot] = std::move(got);
-                           ++finished;
-                       });
-    }
-    CHECK(co_await eventually([&] { return finished == order.size(); }, 60s));
-    std::size_t crossed = 0;
-    for (std::size_t i = 0; i < count; ++i) {
-        if (checksum(received[2 * i]) != checksum(payload(i, sc::side_id::b))) ++crossed;
-        if (checksum(received[2 * i + 1]) != checksum(payload(i, sc::side_id::a))) ++crossed;
-    }
-    co_return crossed;
-}
-
 /// Runs `loops` event loops, one thread each, until the object is destroyed.
 struct loop_threads {
     explicit loop_threads(std::size_t loops) {
@@ -577,7 +550,9 @@ TEST_CASE("connectors on two event loops share a port and route each session to 
     asio::io_context clients;
     std::size_t crossed = count;
     run(clients, [&]() -> asio::awaitable<void> {
-        crossed = co_await crossed_sessions(made[0]->side_a_port(), count);
+        const auto port = made[0]->side_a_port();
+        std::string prefix = "routed-";
+        crossed = co_await crossed_sessions(port, port, count, std::move(prefix));
     }(), 90s);
     CHECK(crossed == 0);
     std::uint64_t paired = 0, created = 0, refused = 0, failures = 0, per_connector[2] = {0, 0};
