@@ -31,29 +31,34 @@ public:
         : shards_(shards) {}
 
     /// Called once per connector, in loop order, as each is made.
-    void add(std::shared_ptr<sc::connector> c) {
+    void add(const std::shared_ptr<sc::connector>& c) {
         std::lock_guard lock(mutex_);
-        made_.push_back(std::move(c));
+        made_.push_back(c);
         if (made_.size() == shards_) complete_.store(true, std::memory_order_release);
     }
 
+    /// The connector that owns `key`'s session; null (stay) when none is made yet, or when the
+    /// owner has gone (the relay is closing).
     std::shared_ptr<sc::connector> route(std::string_view key) {
         if (complete_.load(std::memory_order_acquire)) {
             // made_ and early_ no longer change.
-            if (!early_.empty() && early_.contains(std::string(key))) return made_.front();
-            return made_[std::hash<std::string_view>{}(key) % shards_];
+            if (!early_.empty() && early_.contains(std::string(key))) return made_.front().lock();
+            return made_[std::hash<std::string_view>{}(key) % shards_].lock();
         }
         std::lock_guard lock(mutex_);
-        if (made_.size() == shards_) return made_[std::hash<std::string_view>{}(key) % shards_];
+        if (made_.size() == shards_)
+            return made_[std::hash<std::string_view>{}(key) % shards_].lock();
         early_.emplace(key);
-        return made_.empty() ? nullptr : made_.front();
+        return made_.empty() ? nullptr : made_.front().lock();
     }
 
 private:
     const std::size_t shards_;
     std::mutex mutex_;
     std::atomic<bool> complete_{false};
-    std::vector<std::shared_ptr<sc::connector>> made_;
+    // Weak: every connector holds this table (through its route function), so owning them here
+    // would keep them all alive for ever.
+    std::vector<std::weak_ptr<sc::connector>> made_;
     std::set<std::string> early_;
 };
 

@@ -520,7 +520,7 @@ TEST_CASE("connectors on two event loops share a port and route each session to 
     loop_threads loops(2);
     log_capture logs;
     struct table {
-        std::shared_ptr<sc::connector> owner[2];
+        std::weak_ptr<sc::connector> owner[2]; // weak: each connector holds the table
     };
     auto routes = std::make_shared<table>();
     auto group = std::make_shared<sc::shared_limits>();
@@ -533,7 +533,7 @@ TEST_CASE("connectors on two event loops share a port and route each session to 
         o.limit_group = group;
         o.max_sessions = 5000;
         o.route = [routes](std::string_view key) {
-            return routes->owner[std::hash<std::string_view>{}(key) % 2];
+            return routes->owner[std::hash<std::string_view>{}(key) % 2].lock();
         };
         if (i == 1) {
             o.a.host.clear();
