@@ -331,6 +331,15 @@ class _Echo:
         self.sock, self.pending = sock, b""
 
 
+def _forget(sel, sock):
+    """Takes `sock` out of `sel` (if it is there) and closes it."""
+    try:
+        sel.unregister(sock)
+    except (KeyError, ValueError):
+        pass
+    sock.close()
+
+
 def cmd_sessions(a):
     raise_nofile()
     rendezvous = a.mode == "rendezvous"
@@ -364,11 +373,7 @@ def cmd_sessions(a):
     def close_unit(u):
         units.discard(u)
         for fl in u.flows:
-            try:
-                sel.unregister(fl.sock)
-            except (KeyError, ValueError):
-                pass
-            fl.sock.close()
+            _forget(sel, fl.sock)
 
     def fail(u, why):
         if u in units:
@@ -463,11 +468,7 @@ def cmd_sessions(a):
 
     def echo_close(e):
         echoes.discard(e)
-        try:
-            sel.unregister(e.sock)
-        except (KeyError, ValueError):
-            pass
-        e.sock.close()
+        _forget(sel, e.sock)
 
     def on_echo(e, ev):
         try:

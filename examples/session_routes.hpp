@@ -40,26 +40,27 @@ public:
     /// The connector that owns `key`'s session; null (stay) when none is made yet, or when the
     /// owner has gone (the relay is closing).
     std::shared_ptr<sc::connector> route(std::string_view key) {
-        if (complete_.load(std::memory_order_acquire)) {
-            // made_ and early_ no longer change.
-            if (!early_.empty() && early_.contains(std::string(key))) return made_.front().lock();
-            return made_[std::hash<std::string_view>{}(key) % shards_].lock();
-        }
+        if (complete_.load(std::memory_order_acquire)) return owner(key); // no more changes
         std::lock_guard lock(mutex_);
-        if (made_.size() == shards_)
-            return made_[std::hash<std::string_view>{}(key) % shards_].lock();
+        if (made_.size() == shards_) return owner(key);
         early_.emplace(key);
         return made_.empty() ? nullptr : made_.front().lock();
     }
 
 private:
+    /// Once every connector is made: the first for a key seen before that, else the key's hash.
+    std::shared_ptr<sc::connector> owner(std::string_view key) const {
+        if (early_.contains(key)) return made_.front().lock();
+        return made_[std::hash<std::string_view>{}(key) % shards_].lock();
+    }
+
     const std::size_t shards_;
     std::mutex mutex_;
     std::atomic<bool> complete_{false};
     // Weak: every connector holds this table (through its route function), so owning them here
     // would keep them all alive for ever.
     std::vector<std::weak_ptr<sc::connector>> made_;
-    std::set<std::string> early_;
+    std::set<std::string, std::less<>> early_; // std::less<>: looked up by string_view
 };
 
 } // namespace example

@@ -549,11 +549,14 @@ TEST_CASE("connectors on two event loops share a port and route each session to 
     const std::size_t count = 400;
     asio::io_context clients;
     std::size_t crossed = count;
-    run(clients, [&]() -> asio::awaitable<void> {
-        const auto port = made[0]->side_a_port();
-        std::string prefix = "routed-";
-        crossed = co_await crossed_sessions(port, port, count, std::move(prefix));
-    }(), 90s);
+    run(
+        clients,
+        [&]() -> asio::awaitable<void> {
+            const auto port = made[0]->side_a_port();
+            std::string prefix = "routed-";
+            crossed = co_await crossed_sessions(port, port, count, std::move(prefix));
+        }(),
+        90s);
     CHECK(crossed == 0);
     std::uint64_t paired = 0, created = 0, refused = 0, failures = 0, per_connector[2] = {0, 0};
     for (std::size_t i = 0; i < 2; ++i) {

@@ -184,6 +184,23 @@ def wrk_load(h, relay, d, label):
     return out
 
 
+def _release(holder):
+    """Sends the line a holding tool (idle-pairs, rv-memory) waits for before its next stage."""
+    try:
+        holder.stdin.write(b"\n")
+        holder.stdin.flush()
+    except OSError:
+        pass
+
+
+def _finish(holder):
+    """Waits (bounded) for a holding tool to close what it holds and exit."""
+    try:
+        holder.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        pass
+
+
 def memory(h, target):
     out = {}
     for level in h.levels:
@@ -217,15 +234,8 @@ def memory(h, target):
             out[f"procs{level}"] = nproc
             if j["pairs"] < n:
                 out[f"partial{level}"] = f"only {j['pairs']} of {n} pairs in {j['seconds']:.0f} s"
-            try:
-                holder.stdin.write(b"\n")
-                holder.stdin.flush()
-            except OSError:
-                pass
-            try:
-                holder.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                pass
+            _release(holder)
+            _finish(holder)
         finally:
             PROCS.stop(holder)
             peers.stop(relay)
@@ -320,12 +330,6 @@ def sessionmemory(h, target):
                 raise BenchError(f"rv-memory: expected stage {name}, got {line}")
             return j
 
-        def release():
-            try:
-                holder.stdin.write(b"\n")
-                holder.stdin.flush()
-            except OSError:
-                pass
         where = f"{n:,} pending sides"
         j1 = stage("pending")
         sides = j1["sides"]
@@ -335,7 +339,7 @@ def sessionmemory(h, target):
             out["partial_pending"] = f"the relay had not read every pending side's token within {timeout} s"
         time.sleep(0.5)
         rss1, _ = tree_rss(relay.pid)
-        release()
+        _release(holder)
         where = f"{sides:,} sessions joining"
         j2 = stage("paired")
         sessions = j2["sessions"]
@@ -353,11 +357,8 @@ def sessionmemory(h, target):
             out["error"] = (f"{sides} of {n} sides pending, {sessions} sessions joined"
                             + (": " + "; ".join(f"{k} ({v})" for k, v in errors.items()) if errors else ""))
         where = "the release of the sessions"
-        release()
-        try:
-            holder.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            pass
+        _release(holder)
+        _finish(holder)
     finally:
         PROCS.stop(holder)
         if relay.proc.poll() is not None:
