@@ -15,6 +15,7 @@
 #include <initializer_list>
 #include <memory>
 #include <optional>
+#include <signal.h> // pthread_sigmask
 #include <span>
 #include <string>
 #include <string_view>
@@ -182,6 +183,19 @@ inline void print_listening(char side, const asio::ip::tcp::endpoint& where) {
     print_line(fmt::format("{} listening on {}\n", side, sc::to_string(where)));
 }
 
+/// Holds back any further SIGINT or SIGTERM for the rest of the process's life. Call it on the
+/// main thread once the event loops have stopped (every other thread joined) and while the
+/// `signal_set` still exists: when that is destroyed, Asio restores the default action, and a
+/// repeat arriving late (`timeout` signals the command, then its group) would kill the process
+/// before it printed its stats and exit status. A held signal is discarded at exit.
+inline void hold_exit_signals() {
+    sigset_t held;
+    sigemptyset(&held);
+    sigaddset(&held, SIGINT);
+    sigaddset(&held, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &held, nullptr);
+}
+
 /// Runs `relay(cfg, connector)` until it returns; SIGINT or SIGTERM closes the connector it
 /// made (or stops at once if it has not made one yet). 0, or the relay's exception rethrown.
 template <class Config>
@@ -203,6 +217,7 @@ int run_relay(const Config& cfg,
         io.stop(); // also ends anything else the example started (an echo server)
     });
     io.run();
+    hold_exit_signals();
     if (error) std::rethrow_exception(error);
     return 0;
 }

@@ -402,6 +402,7 @@ int serve(config cfg) {
         guard.reset();
     for (auto& t : pool)
         t.join();
+    example::hold_exit_signals(); // while `r` (its signal_set) still exists
     r.report();
     if (r.exit_code() != 0) std::fprintf(stderr, "socket-connector: %s\n", r.error().c_str());
     return r.exit_code();
