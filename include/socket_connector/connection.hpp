@@ -14,7 +14,6 @@
 
 #include <asio/any_io_executor.hpp>
 #include <asio/async_result.hpp>
-#include <asio/bind_executor.hpp>
 #include <asio/co_spawn.hpp>
 #include <asio/dispatch.hpp>
 #include <asio/ip/tcp.hpp>
@@ -121,6 +120,8 @@ public:
 private:
     using direction_type = detail::relay_direction<socket_type>;
     using end_handler = std::function<void(std::shared_ptr<basic_connection>, std::string)>;
+    /// One per connector, shared by its connections: no copy (and no allocation) per pair.
+    using shared_end_handler = std::shared_ptr<const end_handler>;
 
     static std::size_t index(side_id from) noexcept { return from == side_id::a ? 0 : 1; }
 
@@ -131,7 +132,7 @@ private:
     /// Starts relaying; `on_end` is called once when the connection has ended, never inside
     /// this call. Relaying is dispatched to the connection's executor, so it may start inside
     /// this call (on a thread that runs that executor).
-    void start(end_handler on_end) {
+    void start(shared_end_handler on_end) {
         asio::dispatch(strand_, [self = this->shared_from_this(), on_end = std::move(on_end)] {
             self->begin(std::move(on_end));
         });
@@ -154,7 +155,7 @@ private:
         }
     };
 
-    void begin(end_handler on_end) {
+    void begin(shared_end_handler on_end) {
         on_end_ = std::move(on_end); // the connector made both sockets non-blocking
         const bool hinted = context_->io_run_by_one_thread && detail::receive_hint_enabled();
         const logger* traffic = context_->log_traffic ? &context_->log : nullptr;
@@ -206,15 +207,14 @@ private:
                              : !failure_.empty() ? failure_
                                                  : std::string("both sides ended");
         auto on_end = std::move(on_end_);
-        if (on_end) on_end(std::move(self), std::move(reason));
+        if (on_end) (*on_end)(std::move(self), std::move(reason));
     }
 
     void arm_idle_timer(std::chrono::steady_clock::time_point at) {
         idle_timer_->expires_at(at);
+        // The timer was made on the strand, so its handler runs there.
         idle_timer_->async_wait(
-            asio::bind_executor(strand_, [self = this->shared_from_this()](std::error_code ec) {
-                self->idle_check(ec);
-            }));
+            [self = this->shared_from_this()](std::error_code ec) { self->idle_check(ec); });
     }
 
     void idle_check(std::error_code ec) {
@@ -251,7 +251,7 @@ private:
     bool stopping_ = false; // the sockets have been closed by us
     int running_ = 0;       // directions still relaying
     std::string failure_;   // the first error, which ended the pair
-    end_handler on_end_;
+    shared_end_handler on_end_;
     std::unique_ptr<asio::steady_timer> idle_timer_; // only with an idle timeout
     detail::strand_event ended_;
 };

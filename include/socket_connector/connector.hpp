@@ -10,9 +10,11 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <string_view>
 #include <system_error>
 #include <tuple>
 #include <type_traits>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -70,9 +72,10 @@ struct connector_key {};
 ///
 /// Made by one of the factories (or `create`). A side is accepted by a listener or dialed by a
 /// dialer, admitted by its auth verifier, waits for a partner (first in, first out, or the other
-/// side of the key its verifier named), and is joined with it into a connection. All of the connector's own state lives on one strand (or,
-/// with `io_run_by_one_thread`, on its executor's one thread); its public members may be called
-/// from any thread. Its coroutines keep it alive until it has closed.
+/// side of the key its verifier named), and is joined with it into a connection. All of the
+/// connector's own state lives on one strand (or, with `io_run_by_one_thread`, on its executor's
+/// one thread); its public members may be called from any thread. Its coroutines keep it alive
+/// until it has closed.
 template <class Protocol = asio::ip::tcp, class Executor = asio::any_io_executor>
 class basic_connector : public std::enable_shared_from_this<basic_connector<Protocol, Executor>> {
 public:
@@ -252,7 +255,9 @@ private:
     std::string why_refuse(side_id id) const;
     asio::awaitable<void> admit(arrival_ptr a);
     asio::awaitable<bool> authenticate(const arrival_ptr& a);
-    std::string check_verdict(arrival& a, const detail::admission& result);
+    std::string check_verdict(arrival& a, std::string key, std::optional<side_id> named);
+    void failed_authentication(const arrival_ptr& a, std::string_view why);
+    void admit_or_enqueue(arrival_ptr a, bool unseen);
     void enqueue(arrival_ptr a, bool unseen = false);
     void refuse(const arrival_ptr& a, const std::string& why);
     void expire_later(const arrival_ptr& a);
@@ -355,7 +360,9 @@ private:
     bool expiring_ = false; // expire_pending() is running
     std::set<arrival_ptr> authenticating_;
     std::size_t authenticating_count_[2] = {0, 0};
-    std::set<std::shared_ptr<connection_type>> live_;
+    std::unordered_set<std::shared_ptr<connection_type>> live_;
+    // What each connection calls as it ends (made at the first pair: it names this connector).
+    typename connection_type::shared_end_handler on_connection_end_;
     std::deque<std::shared_ptr<connection_type>> formed_;
     detail::lifecycle lifecycle_;
     // Wakes next_connection() (a connection formed, or closing) and wait_closed() (closed).

@@ -40,9 +40,9 @@ public:
     using socket_type = asio::basic_stream_socket<Protocol, Executor>;
 
     basic_side(side_id id, socket_type socket, std::string remote)
-        : id_(id)
-        , socket_(std::move(socket))
-        , remote_(std::move(remote)) {}
+        : socket_(std::move(socket))
+        , remote_(std::move(remote))
+        , id_(id) {}
 
     side_id id() const noexcept { return id_; }
     /// 'A' or 'B'.
@@ -76,9 +76,9 @@ private:
         socket_.close(ignored);
     }
 
-    side_id id_;
     socket_type socket_;
     std::string remote_;
+    side_id id_; // beside the state: no padding after either
     // Atomic: the connector's strand and the connection's strand both look at it.
     std::atomic<side_state> state_{side_state::authenticating};
 };

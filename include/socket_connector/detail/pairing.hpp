@@ -6,9 +6,14 @@
 // side. A side with a key (its auth verifier named one: a rendezvous session) is paired only
 // with the other side of the same key; a key holds at most one A and one B, from the first
 // arrival until its pair ends, so nothing can ever join two keys or a third socket into a
-// session. The connector calls `add`, `remove`, `next_pair`, `release`, `waiting`, `sessions`
-// and `take_all`.
+// session. The connector calls `add`, `remove`, `next_pair`, `move_key`, `release`, `waiting`,
+// `sessions` and `take_all`.
+//
+// The table keeps no copy of a key: its entry looks at a string that lives as long as the
+// entry does, a waiting side's `arrival::key` and then, once joined, the connection's (moved
+// there with `move_key`). A relay holding thousands of sessions saves a string per session.
 
+#include <algorithm>
 #include <chrono>
 #include <cstddef>
 #include <deque>
@@ -16,6 +21,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -76,14 +82,22 @@ public:
             queue(id).push_back(std::move(e));
             return add_result::added;
         }
-        auto [it, fresh] = keyed_.try_emplace(e->key);
+        auto [it, fresh] = keyed_.try_emplace(e->key); // the first side's key, while it waits
         auto& session = it->second;
         if (!fresh && session.joined) return add_result::duplicate_joined;
         if (session.slot(id)) return add_result::duplicate_pending;
         session.slot(id) = e;
         ++keyed_waiting_[index(id)];
-        if (session.a && session.b) ready_.push_back(it->first);
+        if (session.a && session.b) ready_.emplace_back(it->first);
         return add_result::added;
+    }
+
+    /// Whether `e` is waiting here.
+    bool waits(const entry& e) const {
+        if (e->key.empty())
+            return std::ranges::find(queue(e->side->id()), e) != queue(e->side->id()).end();
+        auto it = keyed_.find(e->key);
+        return it != keyed_.end() && !it->second.joined && it->second.slot(e->side->id()) == e;
     }
 
     /// Takes a waiting side out (it left, or was closed); false if it was not waiting.
@@ -95,12 +109,20 @@ public:
         it->second.slot(id).reset();
         --keyed_waiting_[index(id)];
         std::erase(ready_, e->key);
-        if (!it->second.a && !it->second.b) keyed_.erase(it);
+        auto& stays = id == side_id::a ? it->second.b : it->second.a;
+        if (!stays) {
+            keyed_.erase(it);
+        } else { // the entry may be looking at the key of the side that leaves
+            auto node = keyed_.extract(it);
+            node.key() = stays->key;
+            keyed_.insert(std::move(node));
+        }
         return true;
     }
 
     /// The next pair to join, taken out of waiting, or nothing. A keyed pair's key stays taken
-    /// until `release`.
+    /// until `release`; before either side of it is let go, its key must be moved to what
+    /// outlives them (`move_key`).
     std::optional<std::pair<entry, entry>> next_pair() {
         while (!ready_.empty()) {
             auto key = std::move(ready_.front());
@@ -118,6 +140,16 @@ public:
         a_.pop_front();
         b_.pop_front();
         return p;
+    }
+
+    /// Moves a joined pair's key from `from` (one of its sides' `arrival::key`) to `to`, which
+    /// the table then looks at until `release(to)`.
+    void move_key(std::string& from, std::string& to) {
+        auto node = keyed_.extract(std::string_view(from)); // found while `from` still holds it
+        to = std::move(from);
+        if (node.empty()) return;
+        node.key() = to;
+        keyed_.insert(std::move(node));
     }
 
     /// A keyed pair has ended: its key may be used again.
@@ -165,6 +197,7 @@ private:
         entry b;
         bool joined = false;
         entry& slot(side_id id) noexcept { return id == side_id::a ? a : b; }
+        const entry& slot(side_id id) const noexcept { return id == side_id::a ? a : b; }
     };
 
     static constexpr std::size_t index(side_id id) noexcept { return id == side_id::a ? 0 : 1; }
@@ -175,7 +208,8 @@ private:
 
     std::deque<entry> a_;
     std::deque<entry> b_;
-    std::unordered_map<std::string, keyed_session> keyed_;
+    // Keys are views: see the top of the file.
+    std::unordered_map<std::string_view, keyed_session> keyed_;
     std::size_t keyed_waiting_[2] = {0, 0};
     std::deque<std::string> ready_; // keys with both sides waiting, in the order they completed
 };

@@ -106,8 +106,8 @@ void open_non_blocking(Socket& socket, const Protocol& protocol, std::error_code
 /// Takes `fd`, a non-blocking socket another `Socket` of this process released a moment ago,
 /// into `socket` (registered with its event loop). Closes `fd` on failure.
 template <class Socket, class Protocol>
-void take_released(Socket& socket, const Protocol& protocol,
-                   typename Socket::native_handle_type fd, std::error_code& ec) {
+void take_released(Socket& socket, const Protocol& protocol, typename Socket::native_handle_type fd,
+                   std::error_code& ec) {
 #if defined(SOCKET_CONNECTOR_NATIVE_SOCKETS)
     adopt_descriptor(socket, protocol, fd, ec);
 #else

@@ -256,7 +256,7 @@ public:
     }
 
 private:
-    enum class where { none, small, buffer, early, output };
+    enum class where : unsigned char { none, small, buffer, early, output };
 
     void hold(where w, std::size_t length) noexcept {
         where_ = w;
@@ -273,10 +273,10 @@ private:
     std::optional<pooled_buffer> buffer_;
     std::vector<char> early_;  // a side's early bytes, while they are held
     std::vector<char> output_; // a transformer's output, while it is held
-    where where_ = where::none;
     std::size_t in_pipe_ = 0;
     std::size_t offset_ = 0;
     std::size_t length_ = 0;
+    where where_ = where::none;  // (beside the flags: an idle pair is smaller by the padding)
     bool bulk_ = false;          // the last reads were large: splice rather than copy
     bool waited_ = false;        // the next read is the first after a readiness wait
     bool short_ = false;         // the last copying read brought less than it asked for

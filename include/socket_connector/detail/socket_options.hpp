@@ -43,8 +43,7 @@ std::string to_string(const Endpoint& endpoint) {
                       endpoint.port();
                   }) {
         auto address = endpoint.address();
-        std::string out;
-        out.reserve(22); // 255.255.255.255:65535 fits without a reallocation
+        std::string out; // no reserve: a short one (127.0.0.1:40000) stays inside the string
         if (address.is_v6()) out.push_back('[');
         append_address(out, address);
         if (address.is_v6()) out.push_back(']');

@@ -199,11 +199,17 @@ basic_connector<Protocol, Executor>::wrap(side_id id, socket_type socket,
 template <class Protocol, class Executor>
 void basic_connector<Protocol, Executor>::accepted(side_id id, socket_type socket,
                                                    const endpoint_type& peer, bool unseen) {
-    auto a = wrap(id, std::move(socket), peer, origin::accepted);
-    if (side_opts(id).auth)
+    admit_or_enqueue(wrap(id, std::move(socket), peer, origin::accepted), unseen);
+}
+
+/// A new side: authenticated when its side has a verifier, else queued at once (nothing to
+/// wait for: no coroutine).
+template <class Protocol, class Executor>
+void basic_connector<Protocol, Executor>::admit_or_enqueue(arrival_ptr a, bool unseen) {
+    if (side_opts(a->side->id()).auth)
         spawn(admit(std::move(a)));
     else
-        enqueue(std::move(a), unseen); // nothing to wait for: no coroutine
+        enqueue(std::move(a), unseen);
 }
 
 template <class Protocol, class Executor>
@@ -223,37 +229,26 @@ void basic_connector<Protocol, Executor>::adopted(side_id id, socket_type socket
     std::error_code ec;
     const auto remote = socket.remote_endpoint(ec);
     if (lifecycle_.closing() || ec) {
-        if (ec) log(log_level::warning, "{}: cannot adopt a socket: {}", to_string(id), ec.message());
+        if (ec)
+            log(log_level::warning, "{}: cannot adopt a socket: {}", to_string(id), ec.message());
         socket.close(ec);
         return;
     }
     if (auto why = why_refuse(id); !why.empty()) {
         sockets_refused_.fetch_add(1, std::memory_order_relaxed);
-        log(log_level::warning, "{}: refused {}: {}", to_string(id), detail::to_string(remote), why);
+        log(log_level::warning, "{}: refused {}: {}", to_string(id), detail::to_string(remote),
+            why);
         socket.close(ec);
         return;
     }
     auto a = wrap(id, std::move(socket), remote, from);
-    if (!verdict) {
-        if (side_opts(id).auth)
-            spawn(admit(std::move(a)));
-        else
-            enqueue(std::move(a));
-        return;
-    }
-    if (!verdict->ok) {
-        auth_failures_.fetch_add(1, std::memory_order_relaxed);
-        log(log_level::warning, "{}: authentication of {} failed: {}", to_string(id),
-            a->side->remote(), verdict->why.empty() ? "rejected" : verdict->why);
-        a->side->close();
-        return maybe_finish();
-    }
-    detail::admission result;
-    result.admitted = true;
-    result.key = std::move(verdict->key);
-    result.side = verdict->side ? verdict->side : std::optional<side_id>(id);
+    if (!verdict) return admit_or_enqueue(std::move(a), false);
+    if (!verdict->ok)
+        return failed_authentication(a, verdict->why.empty() ? "rejected" : verdict->why);
     a->in.early = std::move(verdict->leftover);
-    if (auto why = check_verdict(*a, result); !why.empty()) return refuse(a, why);
+    const auto named = verdict->side ? verdict->side : std::optional<side_id>(id);
+    if (auto why = check_verdict(*a, std::move(verdict->key), named); !why.empty())
+        return refuse(a, why);
     enqueue(std::move(a));
 }
 
@@ -317,25 +312,33 @@ asio::awaitable<bool> basic_connector<Protocol, Executor>::authenticate(const ar
         co_return false;
     }
     if (!result.admitted) {
-        auth_failures_.fetch_add(1, std::memory_order_relaxed);
-        log(log_level::warning, "{}: authentication of {} failed: {}", to_string(id),
-            joining.remote(), result.failure);
-        joining.close();
-        if (is_up_front(id) && !lifecycle_.paired_once())
-            close_now(fmt::format("{} failed authentication", to_string(id)));
-        else
-            maybe_finish();
+        failed_authentication(a, result.failure);
         co_return false;
     }
     a->in.early = std::move(result.leftover);
-    if (auto why = check_verdict(*a, result); !why.empty()) {
+    if (auto why = check_verdict(*a, std::move(result.key), result.side); !why.empty()) {
         refuse(a, why);
         co_return false;
     }
-    if (opts_.verbose)
-        info("{}: {} authenticated{}", to_string(joining.id()), joining.remote(),
-             a->key.empty() ? std::string() : fmt::format(" for session {}", a->key));
+    info("{}: {} authenticated{}{}", to_string(joining.id()), joining.remote(),
+         a->key.empty() ? "" : " for session ", a->key);
     co_return !route_away(a);
+}
+
+/// Closes a side its verifier (or the application's verdict) turned down; a side dialed up
+/// front that fails before any pair formed closes the connector.
+template <class Protocol, class Executor>
+void basic_connector<Protocol, Executor>::failed_authentication(const arrival_ptr& a,
+                                                                std::string_view why) {
+    const auto id = a->side->id();
+    auth_failures_.fetch_add(1, std::memory_order_relaxed);
+    log(log_level::warning, "{}: authentication of {} failed: {}", to_string(id), a->side->remote(),
+        why);
+    a->side->close();
+    if (is_up_front(id) && !lifecycle_.paired_once())
+        close_now(fmt::format("{} failed authentication", to_string(id)));
+    else
+        maybe_finish();
 }
 
 /// Moves an admitted side whose session another connector owns (`options::route`) there: its
@@ -368,33 +371,29 @@ bool basic_connector<Protocol, Executor>::route_away(const arrival_ptr& a) {
     verdict.leftover = std::move(a->in.early);
     verdict.key = std::move(a->key);
     verdict.side = id;
-    asio::post(to->ex_, [to, id, protocol, handle, verdict = std::move(verdict)]() mutable {
+    asio::post(to->strand_, [to, id, protocol, handle, verdict = std::move(verdict)]() mutable {
         socket_type moved(to->ex_);
         std::error_code failed;
         detail::take_released(moved, protocol, handle, failed);
-        if (failed) {
-            to->log(log_level::warning, "{}: a socket moved here could not be registered: {}",
-                    to_string(id), failed.message());
-            return;
-        }
-        asio::dispatch(to->strand_, [to, id, moved = std::move(moved),
-                                     verdict = std::move(verdict)]() mutable {
-            to->adopted(id, std::move(moved), std::move(verdict), origin::routed);
-        });
+        if (failed)
+            return to->log(log_level::warning,
+                           "{}: a socket moved here could not be registered: {}", to_string(id),
+                           failed.message());
+        to->adopted(id, std::move(moved), std::move(verdict), origin::routed);
     });
     return true;
 }
 
 /// Takes the key and side a verifier named; why the side may not go on, or empty.
 template <class Protocol, class Executor>
-std::string basic_connector<Protocol, Executor>::check_verdict(arrival& a,
-                                                               const detail::admission& result) {
-    a.key = result.key;
+std::string basic_connector<Protocol, Executor>::check_verdict(arrival& a, std::string key,
+                                                               std::optional<side_id> named) {
+    a.key = std::move(key);
     if (mode_ == connector_mode::one_server) {
-        if (!result.side) return "its verifier did not say which side it is";
-        a.side->set_id(*result.side);
-    } else if (result.side && *result.side != a.side->id()) {
-        return fmt::format("it is a side {} socket on side {}'s port", to_string(*result.side),
+        if (!named) return "its verifier did not say which side it is";
+        a.side->set_id(*named);
+    } else if (named && *named != a.side->id()) {
+        return fmt::format("it is a side {} socket on side {}'s port", to_string(*named),
                            to_string(a.side->id()));
     }
     return {};
@@ -497,7 +496,7 @@ void basic_connector<Protocol, Executor>::join(arrival_ptr a, arrival_ptr b) {
     auto c = std::make_shared<connection_type>(
         typename connection_type::private_tag{}, serial_executor(ex_, opts_.io_run_by_one_thread),
         a->side, std::move(a->in), b->side, std::move(b->in), id, context_);
-    c->key_ = std::move(a->key);
+    pairing_.move_key(a->key, c->key_); // the table now looks at the connection's copy
     if (!c->key_.empty()) sessions_paired_.fetch_add(1, std::memory_order_relaxed);
     lifecycle_.paired();
     if (opts_.before_joining) {
@@ -516,18 +515,22 @@ void basic_connector<Protocol, Executor>::join(arrival_ptr a, arrival_ptr b) {
     formed_.push_back(c);
     if (formed_.size() > connection_queue_limit) formed_.pop_front();
     update_counts();
-    if (opts_.verbose)
-        info("connection {}: A {} <-> B {}{}", id, a->side->remote(), b->side->remote(),
-             c->key().empty() ? std::string() : fmt::format(" (session {})", c->key()));
-    std::weak_ptr<basic_connector> weak = this->shared_from_this();
-    c->start([weak](std::shared_ptr<connection_type> done, std::string reason) {
-        // Posted: the connector learns of it in a turn of its own, also when it shares the
-        // connection's thread and executor (io_run_by_one_thread).
-        if (auto self = weak.lock())
-            asio::post(self->strand_, [self, done = std::move(done), reason = std::move(reason)] {
-                self->connection_ended(done, reason);
+    info("connection {}: A {} <-> B {}{}{}{}", id, a->side->remote(), b->side->remote(),
+         c->key().empty() ? "" : " (session ", c->key(), c->key().empty() ? "" : ")");
+    if (!on_connection_end_) {
+        std::weak_ptr<basic_connector> weak = this->shared_from_this();
+        on_connection_end_ = std::make_shared<const typename connection_type::end_handler>(
+            [weak](std::shared_ptr<connection_type> done, std::string reason) {
+                // Posted: the connector learns of it in a turn of its own, also when it shares
+                // the connection's thread and executor (io_run_by_one_thread).
+                if (auto self = weak.lock())
+                    asio::post(self->strand_,
+                               [self, done = std::move(done), reason = std::move(reason)] {
+                                   self->connection_ended(done, reason);
+                               });
             });
-    });
+    }
+    c->start(on_connection_end_);
     // Single-pair modes: no other side can ever be served.
     if (mode_ != connector_mode::server_to_server && mode_ != connector_mode::one_server &&
         !proxy())

@@ -137,7 +137,7 @@ asio::awaitable<void> basic_connector<Protocol, Executor>::expire_pending() {
             expiries_.pop_front();
             if (!a) continue;
             a->deadline.reset();
-            if (a->side->state() != side_state::pending || !pairing_.remove(a)) continue;
+            if (a->side->state() != side_state::pending || !pairing_.waits(a)) continue;
             log(log_level::warning, "{}: {} closed: no partner within {} ms (pending_timeout)",
                 to_string(a->side->id()), a->side->remote(), opts_.pending_timeout.count());
             drop(a, {});
