@@ -86,8 +86,9 @@ public:
             token, buffer);
     }
 
-    /// What a verifier that waits for readiness and then reads without blocking uses
-    /// (detail::read_available): the peer's next piece is always ready.
+    /// What a verifier that reads without blocking, and waits for readiness when nothing is
+    /// there, uses (detail::read_available): the peer's next piece is always ready.
+    bool non_blocking() const { return true; }
     enum wait_type { wait_read, wait_write, wait_error };
     template <class CompletionToken>
     auto async_wait(wait_type, CompletionToken&& token) {

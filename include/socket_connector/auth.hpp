@@ -77,23 +77,30 @@ inline line_result read_line_within(std::span<const char> received, std::size_t 
     return {};
 }
 
-/// Waits until `socket` is readable, then reads what it has (at most `limit` bytes) through a
-/// pooled buffer and appends exactly that to `received`: a handshake keeps no read buffer
-/// while it waits, and what it keeps is sized to what came, so many sockets authenticating at
-/// once hold only their bytes (and the heap is not left with holes the size of a read buffer).
-/// The error that ended the read (end of stream included), or none.
+/// Reads what `socket` has (at most `limit` bytes), waiting until it is readable if it has
+/// nothing yet, through a pooled buffer, and appends exactly that to `received`: a handshake
+/// keeps no read buffer while it waits, and what it keeps is sized to what came, so many sockets
+/// authenticating at once hold only their bytes (and the heap is not left with holes the size
+/// of a read buffer). A non-blocking socket is read first: a client that sends its first line
+/// with its connect has usually been heard by the time it is accepted, and the read then saves
+/// a readiness wait (an `epoll_ctl` and a trip through the event loop). The error that ended
+/// the read (end of stream included), or none.
 template <class Socket>
 asio::awaitable<std::error_code> read_available(Socket& socket, std::vector<char>& received,
                                                 std::size_t limit) {
-    for (;;) {
-        auto [waited] = co_await socket.async_wait(Socket::wait_read, use_tuple);
-        if (waited) co_return waited;
+    bool read_first = false; // a socket that cannot say it is non-blocking is waited for
+    if constexpr (requires { bool(socket.non_blocking()); }) read_first = socket.non_blocking();
+    for (bool wait = !read_first;; wait = true) {
+        if (wait) {
+            auto [waited] = co_await socket.async_wait(Socket::wait_read, use_tuple);
+            if (waited) co_return waited;
+        }
         pooled_buffer buf;
         std::error_code ec;
-        auto n = socket.read_some(asio::buffer(buf.data(), std::min(limit, pooled_buffer::size())),
-                                  ec);
+        auto n =
+            socket.read_some(asio::buffer(buf.data(), std::min(limit, pooled_buffer::size())), ec);
         received.insert(received.end(), buf.data(), buf.data() + n);
-        // Readiness may be spurious: a non-blocking read that finds nothing waits again.
+        // Nothing there yet (or a spurious readiness): wait, then read again.
         if (ec == asio::error::would_block || ec == asio::error::try_again) continue;
         co_return ec;
     }

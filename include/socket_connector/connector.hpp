@@ -247,9 +247,10 @@ private:
 
     /// Where a new socket came from.
     enum class origin { accepted, dialed, adopted, routed };
-    arrival_ptr wrap(side_id id, socket_type socket, const endpoint_type& remote, origin from);
+    arrival_ptr wrap(side_id id, socket_type socket, const endpoint_type& remote, origin from,
+                     std::string peer = {});
     void adopted(side_id id, socket_type socket, std::optional<auth_result> verdict,
-                 origin from = origin::adopted);
+                 origin from = origin::adopted, std::string peer = {});
     bool route_away(const arrival_ptr& a);
     void accepted(side_id id, socket_type socket, const endpoint_type& peer, bool unseen);
     std::string why_refuse(side_id id) const;

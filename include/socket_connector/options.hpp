@@ -185,8 +185,10 @@ struct basic_options {
     /// the sides of session `key`, the same one for every side of a key. A side admitted here
     /// with a key another connector owns moves there with its verdict and the bytes it sent
     /// after its message (its socket is registered with that connector's event loop), as
-    /// `adopt` would take it; it is counted where it was accepted. Null, or this connector:
-    /// it stays. Called on this connector's strand; only server sides, only keyed ones.
+    /// `adopt` would take it; it is counted where it was accepted, and keeps the socket options
+    /// it was given there (the connectors of one port are meant to share their side options).
+    /// Null, or this connector: it stays. Called on this connector's strand; only server
+    /// sides, only keyed ones.
     std::function<std::shared_ptr<basic_connector<Protocol, Executor>>(std::string_view key)>
         route{};
 };

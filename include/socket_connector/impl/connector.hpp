@@ -153,13 +153,12 @@ std::string basic_connector<Protocol, Executor>::connect_failure(side_id id,
 /// and wraps it in a side. A socket this side's listener accepted may have its options already
 /// (inherited from the listening socket).
 template <class Protocol, class Executor>
-detail::arrival_ptr<basic_side<Protocol, Executor>>
-basic_connector<Protocol, Executor>::wrap(side_id id, socket_type socket,
-                                          const endpoint_type& remote, origin from) {
-    std::string peer = detail::to_string(remote);
-    if (from != origin::routed) // counted where it was accepted
+detail::arrival_ptr<basic_side<Protocol, Executor>> basic_connector<Protocol, Executor>::wrap(
+    side_id id, socket_type socket, const endpoint_type& remote, origin from, std::string peer) {
+    // A routed socket was counted, and its address seen and written out, where it was accepted.
+    if (from != origin::routed) {
+        peer = detail::to_string(remote);
         sockets_created_.fetch_add(1, std::memory_order_relaxed);
-    {
         std::lock_guard lock(addresses_mutex_);
         if (remote_addresses_.size() < stats_address_limit) {
             auto address = detail::address_of(remote);
@@ -170,7 +169,9 @@ basic_connector<Protocol, Executor>::wrap(side_id id, socket_type socket,
     std::error_code ec;
     if (!socket.non_blocking()) socket.non_blocking(true, ec); // a dial may have set it
     const auto& listener = listeners_[index(id)];
-    if (from != origin::accepted || !listener->sets_options()) {
+    const bool has_options = from == origin::routed || // given them where it was accepted
+                             (from == origin::accepted && listener->sets_options());
+    if (!has_options) {
         set_no_delay(socket, ec);
         if (ec)
             log(log_level::warning, "{}: TCP_NODELAY on {}: {}", to_string(id), peer, ec.message());
@@ -225,9 +226,11 @@ void basic_connector<Protocol, Executor>::adopt(side_id id, socket_type socket,
 /// side's verifier, or by the application's own verdict) like an accepted one.
 template <class Protocol, class Executor>
 void basic_connector<Protocol, Executor>::adopted(side_id id, socket_type socket,
-                                                  std::optional<auth_result> verdict, origin from) {
+                                                  std::optional<auth_result> verdict, origin from,
+                                                  std::string peer) {
     std::error_code ec;
-    const auto remote = socket.remote_endpoint(ec);
+    endpoint_type remote;
+    if (from != origin::routed) remote = socket.remote_endpoint(ec); // routed: `peer` says it
     if (lifecycle_.closing() || ec) {
         if (ec)
             log(log_level::warning, "{}: cannot adopt a socket: {}", to_string(id), ec.message());
@@ -236,12 +239,12 @@ void basic_connector<Protocol, Executor>::adopted(side_id id, socket_type socket
     }
     if (auto why = why_refuse(id); !why.empty()) {
         sockets_refused_.fetch_add(1, std::memory_order_relaxed);
-        log(log_level::warning, "{}: refused {}: {}", to_string(id), detail::to_string(remote),
-            why);
+        log(log_level::warning, "{}: refused {}: {}", to_string(id),
+            from == origin::routed ? peer : detail::to_string(remote), why);
         socket.close(ec);
         return;
     }
-    auto a = wrap(id, std::move(socket), remote, from);
+    auto a = wrap(id, std::move(socket), remote, from, std::move(peer));
     if (!verdict) return admit_or_enqueue(std::move(a), false);
     if (!verdict->ok)
         return failed_authentication(a, verdict->why.empty() ? "rejected" : verdict->why);
@@ -371,7 +374,8 @@ bool basic_connector<Protocol, Executor>::route_away(const arrival_ptr& a) {
     verdict.leftover = std::move(a->in.early);
     verdict.key = std::move(a->key);
     verdict.side = id;
-    asio::post(to->strand_, [to, id, protocol, handle, verdict = std::move(verdict)]() mutable {
+    asio::post(to->strand_, [to, id, protocol, handle, verdict = std::move(verdict),
+                             peer = std::move(a->side->remote_)]() mutable {
         socket_type moved(to->ex_);
         std::error_code failed;
         detail::take_released(moved, protocol, handle, failed);
@@ -379,7 +383,7 @@ bool basic_connector<Protocol, Executor>::route_away(const arrival_ptr& a) {
             return to->log(log_level::warning,
                            "{}: a socket moved here could not be registered: {}", to_string(id),
                            failed.message());
-        to->adopted(id, std::move(moved), std::move(verdict), origin::routed);
+        to->adopted(id, std::move(moved), std::move(verdict), origin::routed, std::move(peer));
     });
     return true;
 }
