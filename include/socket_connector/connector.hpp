@@ -382,7 +382,9 @@ private:
     std::atomic<std::uint64_t> sessions_paired_{0};
     std::atomic<std::uint64_t> sockets_created_{0};
     std::atomic<std::uint64_t> connections_total_{0};
-    std::atomic<std::uint64_t> auth_failures_{0};
+    std::atomic<std::size_t> sessions_pending_{0};
+    std::atomic<std::uint64_t> sockets_accepted_[2] = {0, 0};
+    std::atomic<std::uint64_t> auth_failures_[2] = {0, 0};
     std::atomic<std::uint64_t> sockets_refused_{0};
     mutable std::mutex addresses_mutex_;
     std::vector<std::string> remote_addresses_;

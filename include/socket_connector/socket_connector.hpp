@@ -7,6 +7,7 @@
 #include <socket_connector/connector.hpp>
 #include <socket_connector/keep_alive.hpp>
 #include <socket_connector/logging.hpp>
+#include <socket_connector/metrics.hpp>
 #include <socket_connector/options.hpp>
 #include <socket_connector/run.hpp>
 #include <socket_connector/side.hpp>

@@ -163,6 +163,11 @@ public:
     bool has_session(const std::string& key) const { return keyed_.contains(key); }
     /// Keys with a side waiting or a pair relaying.
     std::size_t sessions() const noexcept { return keyed_.size(); }
+    /// Sessions waiting for their second side (or, both there, to be joined).
+    std::size_t pending_sessions() const noexcept {
+        const auto sides = keyed_waiting_[0] + keyed_waiting_[1];
+        return sides > ready_.size() ? sides - ready_.size() : 0; // a ready session has two
+    }
 
     /// Sides of `side` waiting for a partner.
     std::size_t waiting(side_id side) const noexcept {

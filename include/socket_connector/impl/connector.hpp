@@ -36,10 +36,18 @@ socket_connector::stats basic_connector<Protocol, Executor>::stats() const {
     s.bytes_b_to_a = context_->bytes_b_to_a.load();
     s.connections_open = live_count_.load();
     s.sockets_created = sockets_created_.load();
+    s.sockets_accepted_a = sockets_accepted_[0].load();
+    s.sockets_accepted_b = sockets_accepted_[1].load();
     s.connections_total = connections_total_.load();
-    s.auth_failures = auth_failures_.load();
+    s.auth_failures_a = auth_failures_[0].load();
+    s.auth_failures_b = auth_failures_[1].load();
+    s.auth_failures = s.auth_failures_a + s.auth_failures_b;
     s.sockets_refused = sockets_refused_.load();
     s.sessions_paired = sessions_paired_.load();
+    s.pending_a = pending_count_[0].load();
+    s.pending_b = pending_count_[1].load();
+    s.sessions_open = session_count_.load();
+    s.sessions_pending = sessions_pending_.load();
     std::lock_guard lock(addresses_mutex_);
     s.remote_addresses = remote_addresses_;
     return s;
@@ -159,6 +167,8 @@ detail::arrival_ptr<basic_side<Protocol, Executor>> basic_connector<Protocol, Ex
     if (from != origin::routed) {
         peer = detail::to_string(remote);
         sockets_created_.fetch_add(1, std::memory_order_relaxed);
+        if (from == origin::accepted)
+            sockets_accepted_[index(id)].fetch_add(1, std::memory_order_relaxed);
         std::lock_guard lock(addresses_mutex_);
         if (remote_addresses_.size() < stats_address_limit) {
             auto address = detail::address_of(remote);
@@ -334,7 +344,7 @@ template <class Protocol, class Executor>
 void basic_connector<Protocol, Executor>::failed_authentication(const arrival_ptr& a,
                                                                 std::string_view why) {
     const auto id = a->side->id();
-    auth_failures_.fetch_add(1, std::memory_order_relaxed);
+    auth_failures_[index(id)].fetch_add(1, std::memory_order_relaxed);
     log(log_level::warning, "{}: authentication of {} failed: {}", to_string(id), a->side->remote(),
         why);
     a->side->close();

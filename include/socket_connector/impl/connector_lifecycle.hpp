@@ -155,6 +155,7 @@ void basic_connector<Protocol, Executor>::update_counts() {
     pending_count_[1] = pairing_.waiting(side_id::b);
     live_count_ = live_.size();
     session_count_ = pairing_.sessions();
+    sessions_pending_ = pairing_.pending_sessions();
     publish_counts();
 }
 
