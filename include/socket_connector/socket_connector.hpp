@@ -9,6 +9,7 @@
 #include <socket_connector/logging.hpp>
 #include <socket_connector/metrics.hpp>
 #include <socket_connector/options.hpp>
+#include <socket_connector/proxy_protocol.hpp>
 #include <socket_connector/run.hpp>
 #include <socket_connector/side.hpp>
 #include <socket_connector/socket_options.hpp>
