@@ -75,6 +75,9 @@ MODE: server-to-server | server-to-socket | socket-to-server | socket-to-socket
                            SECS to finish before they are closed (default 0: at once)
   --stats                  print one JSON object of counters on stdout at exit (on every
                            exit but SIGKILL)
+  --metrics ADDR           serve the counters over HTTP on ADDR (HOST:PORT or :PORT; port 0:
+                           any): GET /metrics in the Prometheus text format, GET /stats as the
+                           JSON object of --stats, live
 
 rendezvous: clients dial in and send a signed session token as their first line
 (v1.SESSION.SIDE.EXPIRY.MAC, made by `socket-connector token` or by any HMAC-SHA256
@@ -86,7 +89,7 @@ code); the two sides of each session are joined, sessions never cross.
   --pending-timeout SECS   close a side whose partner has not come (default 60; 0: never)
   --max-sessions N         at most N sessions waiting or paired (default 0: no limit)
   --timeout defaults to 0 here (serve until a signal); --auth-timeout bounds the token line.
-  The options above from --timeout to --stats apply, except --multi, --auth-a/b and
+  The options above from --timeout to --metrics apply, except --multi, --auth-a/b and
   --connect-timeout. `socket-connector token --help` tells how to make a token.
 
   -h, --help               print this help and exit
@@ -151,6 +154,9 @@ struct config {
     std::string secret_file;
     std::chrono::milliseconds pending_timeout = std::chrono::seconds(60);
     std::size_t max_sessions = 0;
+
+    /// --metrics: where the HTTP endpoint for the counters listens.
+    std::optional<sc::address> metrics;
 };
 
 inline bool is_server(sc::connector_mode mode, char side) {
@@ -278,7 +284,8 @@ inline parse_result parse_rendezvous(config cfg, std::optional<std::string_view>
         std::optional<std::string_view> text;
         sc::side_options& options;
     };
-    for (port_args port : {port_args{"--listen", listen, cfg.a}, port_args{"--listen-b", listen_b, cfg.b}}) {
+    for (port_args port :
+         {port_args{"--listen", listen, cfg.a}, port_args{"--listen-b", listen_b, cfg.b}}) {
         if (!port.text) continue;
         std::string why;
         auto parsed = sc::parse_address(*port.text, &why);
@@ -342,7 +349,8 @@ inline parse_result parse_args(std::span<char* const> args) {
                                                       "--listen-b",
                                                       "--secret-file",
                                                       "--pending-timeout",
-                                                      "--max-sessions"};
+                                                      "--max-sessions",
+                                                      "--metrics"};
         bool is_flag = std::find(std::begin(flags), std::end(flags), name) != std::end(flags);
         bool has_value = std::find(std::begin(valued), std::end(valued), name) != std::end(valued);
         if (!is_flag && !has_value) return fmt::format("unknown option {}", cli::quoted(name));
@@ -375,6 +383,11 @@ inline parse_result parse_args(std::span<char* const> args) {
             a_text = value;
         } else if (name == "--listen" || name == "--listen-b") {
             (name == "--listen" ? listen_text : listen_b_text) = value;
+        } else if (name == "--metrics") {
+            std::string why;
+            auto parsed = sc::parse_address(value, &why);
+            if (!parsed) return fmt::format("--metrics {}: {}", cli::quoted(value), why);
+            cfg.metrics = std::move(*parsed);
         } else if (name == "--secret-file") {
             if (value.empty()) return "--secret-file needs a file name";
             cfg.secret_file = std::string(value);
@@ -442,16 +455,16 @@ inline parse_result parse_args(std::span<char* const> args) {
 
     if (!mode_text) return "missing MODE";
     if (*mode_text == "rendezvous") {
-        for (std::string_view other : {"--a", "--b", "--auth-a", "--auth-b", "--multi",
-                                       "--connect-timeout"})
+        for (std::string_view other :
+             {"--a", "--b", "--auth-a", "--auth-b", "--multi", "--connect-timeout"})
             if (std::find(seen.begin(), seen.end(), other) != seen.end())
                 return fmt::format("{} does not apply to rendezvous (its clients send tokens; "
                                    "see --listen)",
                                    other);
         return parse_rendezvous(std::move(cfg), listen_text, listen_b_text, timeout_given);
     }
-    for (std::string_view only : {"--listen", "--listen-b", "--secret-file", "--pending-timeout",
-                                  "--max-sessions"})
+    for (std::string_view only :
+         {"--listen", "--listen-b", "--secret-file", "--pending-timeout", "--max-sessions"})
         if (std::find(seen.begin(), seen.end(), only) != seen.end())
             return fmt::format("{} applies only to rendezvous", only);
     auto mode = parse_mode(*mode_text);

@@ -39,7 +39,6 @@
 #include <exception>
 #include <memory>
 #include <mutex>
-#include <set>
 #include <span>
 #include <string>
 #include <string_view>
@@ -64,6 +63,7 @@
 
 #include "cli_args.hpp"
 #include "example_support.hpp"
+#include "metrics_endpoint.hpp"
 #include "session_routes.hpp"
 #include "token_command.hpp"
 
@@ -81,22 +81,8 @@ using example::session_routes;
 /// The counters of several connectors added up (their remote addresses merged, each once).
 sc::stats sum_of(const std::vector<std::shared_ptr<sc::connector>>& connectors) {
     sc::stats total;
-    std::set<std::string> seen;
-    for (const auto& c : connectors) {
-        auto s = c->stats();
-        total.sockets_created += s.sockets_created;
-        total.bytes_a_to_b += s.bytes_a_to_b;
-        total.bytes_b_to_a += s.bytes_b_to_a;
-        total.connections_total += s.connections_total;
-        total.connections_open += s.connections_open;
-        total.sessions_paired += s.sessions_paired;
-        total.auth_failures += s.auth_failures;
-        total.sockets_refused += s.sockets_refused;
-        for (auto& address : s.remote_addresses)
-            if (total.remote_addresses.size() < sc::connector::stats_address_limit &&
-                seen.insert(address).second)
-                total.remote_addresses.push_back(std::move(address));
-    }
+    for (const auto& c : connectors)
+        total.add(c->stats(), sc::connector::stats_address_limit);
     return total;
 }
 
@@ -122,6 +108,12 @@ public:
     void start() {
         watch_signals();
         asio::co_spawn(strand_, run(), [this](std::exception_ptr e) { on_done(e); });
+    }
+
+    /// The counters of every connector made so far, added up; from any thread (--metrics).
+    sc::stats stats_now() const {
+        std::lock_guard lock(mutex_);
+        return sum_of(connectors_);
     }
 
     /// What the program prints on stdout and stderr once the loops have stopped (however they
@@ -240,7 +232,10 @@ private:
                 stop_watching_signals();
                 co_return;
             }
-            connectors_.push_back(c);
+            {
+                std::lock_guard lock(mutex_); // stats_now() reads the list from another thread
+                connectors_.push_back(c);
+            }
             if (routes_) routes_->add(c);
             if (acted_on_ > 0) c->drain(cfg_.drain_timeout); // the signal came while starting up
         }
@@ -367,7 +362,22 @@ int serve(config cfg) {
     for (auto& loop : owned)
         loops.push_back(loop.get());
     const std::chrono::microseconds spin = cfg.spin;
+    const auto metrics_address = cfg.metrics;
     relay r(loops, std::move(cfg));
+    // --metrics: bound before anything else starts, so that a port in use is an exit 1 at once.
+    std::unique_ptr<example::metrics_endpoint> metrics;
+    if (metrics_address) {
+        try {
+            metrics = std::make_unique<example::metrics_endpoint>(*metrics_address,
+                                                                  [&r] { return r.stats_now(); });
+        } catch (const std::exception& e) {
+            std::fprintf(stderr, "socket-connector: %s\n", e.what());
+            return 1;
+        }
+        example::print_line(
+            fmt::format("metrics listening on {}\n", sc::to_string(metrics->local_endpoint())));
+        metrics->start();
+    }
     r.start();
     // The other loops have nothing to do until their connector is made: keep them running
     // until the first loop (which makes them, and waits for them to close) has finished.
@@ -402,6 +412,7 @@ int serve(config cfg) {
         guard.reset();
     for (auto& t : pool)
         t.join();
+    if (metrics) metrics->stop();
     example::hold_exit_signals(); // while `r` (its signal_set) still exists
     r.report();
     if (r.exit_code() != 0) std::fprintf(stderr, "socket-connector: %s\n", r.error().c_str());

@@ -193,6 +193,7 @@ TEST_CASE("the usage text lists every option the parser knows", "[cli_args]") {
                              "--idle-timeout SECS",
                              "--drain-timeout SECS",
                              "--stats",
+                             "--metrics ADDR",
                              "-h, --help",
                              "--version"}) {
         INFO(flag);
@@ -279,9 +280,9 @@ TEST_CASE("parse_args: rendezvous takes --listen, --secret-file and its own opti
     CHECK(one.pending_timeout == 60s);
     CHECK(one.max_sessions == 0);
     CHECK(one.a.endpoint.port() == 0);
-    auto two = accepted({"rendezvous", "--listen", ":7000", "--listen-b", ":7001",
-                         "--secret-file", "s", "--pending-timeout", "2.5", "--max-sessions",
-                         "10", "--timeout", "30"});
+    auto two =
+        accepted({"rendezvous", "--listen", ":7000", "--listen-b", ":7001", "--secret-file", "s",
+                  "--pending-timeout", "2.5", "--max-sessions", "10", "--timeout", "30"});
     CHECK(two.mode == sc::connector_mode::server_to_server);
     CHECK(two.a.endpoint.port() == 7000);
     CHECK(two.b.endpoint.port() == 7001);
@@ -305,12 +306,32 @@ TEST_CASE("parse_args: rendezvous takes --listen, --secret-file and its own opti
               .starts_with("--listen \"host\": "));
     CHECK(rejected(with({"--listen", ":0"})) == "--listen applies only to rendezvous");
     CHECK(rejected(with({"--max-sessions", "3"})) == "--max-sessions applies only to rendezvous");
-    CHECK(rejected({"rendezvous", "--listen", ":0", "--secret-file", "s", "--max-sessions",
-                    "-1"})
+    CHECK(rejected({"rendezvous", "--listen", ":0", "--secret-file", "s", "--max-sessions", "-1"})
               .starts_with("--max-sessions needs a whole number"));
     for (const char* flag : {"--listen ADDR", "--listen-b ADDR", "--secret-file FILE",
                              "--pending-timeout SECS", "--max-sessions N"}) {
         INFO(flag);
         CHECK(cli::usage_text.find(flag) != std::string_view::npos);
     }
+}
+
+TEST_CASE("parse_args: --metrics takes an address in every mode and rendezvous", "[cli_args]") {
+    CHECK(!accepted(with({})).metrics);
+    auto cfg = accepted(with({"--metrics", "127.0.0.1:9100"}));
+    REQUIRE(cfg.metrics);
+    CHECK(cfg.metrics->host == "127.0.0.1");
+    CHECK(cfg.metrics->port == 9100);
+    auto any = accepted(with({"--metrics=:0"}));
+    REQUIRE(any.metrics);
+    CHECK(any.metrics->host.empty());
+    CHECK(any.metrics->port == 0);
+    auto rv =
+        accepted({"rendezvous", "--listen", ":0", "--secret-file", "s", "--metrics", "[::1]:0"});
+    REQUIRE(rv.metrics);
+    CHECK(rv.metrics->host == "::1");
+    CHECK(rejected(with({"--metrics", "nowhere"})).starts_with("--metrics \"nowhere\": "));
+    CHECK(rejected(with({"--metrics", ":99999"})).starts_with("--metrics \":99999\": "));
+    CHECK(rejected(with({"--metrics"})) == "--metrics needs a value");
+    CHECK(rejected(with({"--metrics", ":1", "--metrics", ":2"})) ==
+          "--metrics is given more than once");
 }
