@@ -45,6 +45,18 @@
       32-byte message, its A reads and checks it and answers with its own, which B reads and
       checks: prints {"stage": "paired", "sessions": joined, ...}. After another line on
       stdin (or when stdin closes) closes everything with RST, B sides first.
+  tools.py scrape --connect PORT [--path /metrics] [--interval S] [--seconds S] [--max-count N]
+           [--timeout S]
+      Scrapes a `--metrics` endpoint: GET PATH over a new connection every S seconds
+      (default 0.1: ten a second; a scrape that runs past its slot delays the next, none
+      is sent in a burst to catch up), until a line on stdin (or stdin closes), --seconds
+      or --max-count. A scrape is answered when a complete HTTP/1.1 200 response arrives
+      within --timeout (default 2) whose body has Content-Length bytes and a
+      socket_connector_connections_total sample; anything else fails it, by reason. Prints
+      READY after the first scrape, then at the end {"scrapes", "ok", "failed",
+      "errors": {why: count}, "over_interval", "seconds", "p50_ms", "p99_ms", "max_ms",
+      "connections_first", "connections_last", "cpu_s", "stopped": stdin, seconds or
+      max-count}.
 
 Every loop here is bounded in count and time; addresses are 127.0.0.1 only.
 """
@@ -55,6 +67,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import resource
 import selectors
 import socket
@@ -679,6 +692,107 @@ def cmd_rv_memory(a):
             rst_close(s)
 
 
+COUNTER = b"socket_connector_connections_total"
+
+
+def _scrape_once(port, path, timeout):
+    """One GET of `path`: (None, connections_total) when answered, or (why, None)."""
+    deadline = time.monotonic() + timeout
+    try:
+        c = socket.create_connection((HOST, port), timeout=timeout)
+    except socket.timeout:
+        return "connect timed out", None
+    except OSError as e:
+        return f"connect: {e.strerror or e}", None
+    try:
+        c.sendall(f"GET {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\nUser-Agent: bench-scrape\r\n"
+                  "Accept: text/plain\r\n\r\n".encode())
+        got = b""
+        need = None     # the whole response's length, once the head is in
+        while need is None or len(got) < need:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return "no complete answer in time", None
+            c.settimeout(left)
+            data = c.recv(65536)
+            if not data:
+                break
+            got += data
+            if need is None and b"\r\n\r\n" in got:
+                head, _, _ = got.partition(b"\r\n\r\n")
+                m = re.search(rb"\r\ncontent-length:\s*(\d+)", head, re.I)
+                if not m:
+                    return "no Content-Length", None
+                need = len(head) + 4 + int(m.group(1))
+    except socket.timeout:
+        return "no complete answer in time", None
+    except OSError as e:
+        return f"read: {e.strerror or e}", None
+    finally:
+        c.close()
+    status = got.split(b"\r\n", 1)[0].decode(errors="replace")
+    if not status.startswith("HTTP/1.1 200 "):
+        return f"status {status[:40]!r}" if status else "closed without an answer", None
+    if need is None or len(got) < need:
+        return "closed before the whole body", None
+    body = got[got.index(b"\r\n\r\n") + 4:]
+    m = re.search(rb"(?m)^" + COUNTER + rb" (\d+)$", body)
+    if not m:
+        return "no socket_connector_connections_total sample", None
+    return None, int(m.group(1))
+
+
+def cmd_scrape(a):
+    cpu0 = time.process_time()
+    rsel = selectors.DefaultSelector()
+    try:
+        rsel.register(sys.stdin, selectors.EVENT_READ)
+    except (OSError, ValueError):   # stdin a file or a terminal: only the bounds stop it
+        rsel = None
+    start = time.monotonic()
+    end = start + a.seconds
+    errors = collections.Counter()
+    times = []
+    ok = over = 0
+    first = last = None
+    slot = start
+    stopped = "max-count"
+    while len(times) < a.max_count:
+        # Wait for the slot, or for the line on stdin that stops the scraper.
+        wait = max(0.0, slot - time.monotonic())
+        if time.monotonic() + wait >= end:
+            stopped = "seconds"
+            break
+        if rsel is None:
+            time.sleep(wait)
+        elif rsel.select(timeout=wait):
+            stopped = "stdin"
+            break
+        t0 = time.monotonic()
+        why, value = _scrape_once(a.connect, a.path, a.timeout)
+        took = time.monotonic() - t0
+        times.append(took * 1000.0)
+        if why:
+            errors[why] += 1
+        else:
+            ok += 1
+            first = value if first is None else first
+            last = value
+        over += took > a.interval
+        if len(times) == 1:
+            say("READY")
+        slot = max(slot + a.interval, time.monotonic())
+    seconds = time.monotonic() - start
+    times.sort()
+
+    def pct(p):
+        return times[min(len(times) - 1, int(p / 100.0 * len(times)))] if times else None
+    say({"scrapes": len(times), "ok": ok, "failed": len(times) - ok, "errors": dict(errors),
+         "over_interval": over, "interval": a.interval, "seconds": seconds, "p50_ms": pct(50),
+         "p99_ms": pct(99), "max_ms": times[-1] if times else None, "connections_first": first,
+         "connections_last": last, "cpu_s": time.process_time() - cpu0, "stopped": stopped})
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -723,10 +837,17 @@ def main():
     s.add_argument("--window", type=int, default=64)
     s.add_argument("--timeout", type=float, default=120)
     s.add_argument("--hold-limit", type=float, default=300)
+    s = sub.add_parser("scrape")
+    s.add_argument("--connect", type=int, required=True)
+    s.add_argument("--path", default="/metrics")
+    s.add_argument("--interval", type=float, default=0.1)
+    s.add_argument("--seconds", type=float, default=3600)
+    s.add_argument("--max-count", type=int, default=36000)
+    s.add_argument("--timeout", type=float, default=2)
     a = p.parse_args()
     {"sink": cmd_sink, "source": cmd_source, "pingpong-server": cmd_pingpong_server,
      "pingpong-client": cmd_pingpong_client, "idle-pairs": cmd_idle_pairs,
-     "sessions": cmd_sessions, "rv-memory": cmd_rv_memory}[a.cmd](a)
+     "sessions": cmd_sessions, "rv-memory": cmd_rv_memory, "scrape": cmd_scrape}[a.cmd](a)
 
 
 if __name__ == "__main__":

@@ -1,12 +1,13 @@
 """The chart: five panels of the summary (throughput, conn/s, CPU per GB, added round trip,
-memory per idle pair) and the commands used, drawn by gnuplot (pngcairo) into one PNG whose
-title has the date and the machine."""
+memory per idle pair; the scraped socket-connector of issue 22 in the first three) and the
+commands used, drawn by gnuplot (pngcairo) into one PNG whose title has the date and the
+machine."""
 import os
 import subprocess
 
 from .common import log
 from .packages import have
-from .peers import RENDEZVOUS
+from .peers import RENDEZVOUS, SCRAPED
 from .processes import PROCS
 
 
@@ -30,7 +31,10 @@ def draw(h, path):
     rows = [t for t in s if t != "direct"]
     dat_all = os.path.join(tmp, "chart-all.dat")
     dat_px = os.path.join(tmp, "chart-proxies.dat")
-    for path_, keep in ((dat_all, rows), (dat_px, [t for t in rows if t != RENDEZVOUS])):
+    dat_lat = os.path.join(tmp, "chart-latency-memory.dat")    # the scraped relay runs neither load
+    px = [t for t in rows if t != RENDEZVOUS]
+    lat = [t for t in px if t != SCRAPED]
+    for path_, keep in ((dat_all, rows), (dat_px, px), (dat_lat, lat)):
         with open(path_, "w") as fh:
             for t in keep:
                 r = s[t]
@@ -53,9 +57,8 @@ def draw(h, path):
              + (f" + {h.args.pair_rounds} paired latency rounds" if h.lat_pair_targets else "")
              ).replace('"', "'")
     mem_cols = ", ".join(
-        f"'{dat_px}' using {8 + i}" + (":xtic(1)" if i == 0 else "") + f" title '{x:,} idle pairs'"
+        f"'{dat_lat}' using {8 + i}" + (":xtic(1)" if i == 0 else "") + f" title '{x:,} idle pairs'"
         for i, x in enumerate(h.levels))
-    px = [t for t in rows if t != RENDEZVOUS]
 
     def panel(plot, keys, targets):
         """The panel's plot, or an empty frame saying so when this run has none of its figures."""
@@ -93,12 +96,12 @@ set title 'Relay CPU seconds per GB relayed - lower is better'
 set origin 0.5,0.33
 set title 'Round-trip time added over direct, microseconds - lower is better'
 set yrange [{rtt_lo:.3g}:*]
-{panel(f"plot '{dat_px}' using 6:xtic(1) title 'p50', '' using 7 title 'p99'", ['rtt_p50_added_us', 'rtt_p99_added_us'], px)}
+{panel(f"plot '{dat_lat}' using 6:xtic(1) title 'p50', '' using 7 title 'p99'", ['rtt_p50_added_us', 'rtt_p99_added_us'], lat)}
 set origin 0,0.02
 set title 'KiB RSS per idle relayed pair (log scale) - lower is better'
 set logscale y
 set yrange [*:*]
-{panel(f'plot {mem_cols}', [f'kib_per_pair_{x}' for x in h.levels], px)}
+{panel(f'plot {mem_cols}', [f'kib_per_pair_{x}' for x in h.levels], lat)}
 unset logscale y
 unset multiplot
 """

@@ -29,6 +29,8 @@ class Harness:
         self.targets = []
         self.micro_results = []
         self.binary = None
+        self.scrapes = []       # issue 22: what each scraper counted, with the load it ran beside
+        self.phase = None       # the load under way ({"metric", "rep"}), for the scraper's count
 
     def main(self):
         a = self.args
@@ -105,7 +107,7 @@ class Harness:
                                                     os.path.join(ROOT, "build/clang/examples/socket-connector"))
                                         if os.access(b, os.X_OK)), None)
         self.journal.binary = self.binary
-        if "socket-connector" in a.peers and not (self.binary and os.access(self.binary, os.X_OK)):
+        if set(peers.SC_PEERS) & set(a.peers) and not (self.binary and os.access(self.binary, os.X_OK)):
             raise BenchError("socket-connector binary not found: run scripts/test first (or pass --binary)")
 
     def settle_tools(self):
@@ -140,6 +142,13 @@ class Harness:
         if "connrate" in metrics and not self.use_wrk:
             notes.append("connrate: wrk or nginx missing; metric skipped")
             metrics.discard("connrate")
+        if peers.SCRAPED in peer_list:
+            if not {"throughput", "cpu", "connrate"} & metrics:
+                notes.append(f"{peers.SCRAPED} is measured for throughput, cpu and connrate only: "
+                             "none of them in this run")
+            if "socket-connector" not in peer_list:
+                notes.append(f"issue 22 compares {peers.SCRAPED} with socket-connector in the same run: "
+                             "without socket-connector in --peers its ratios are n/a")
         for peer in list(peer_list):
             missing = [pk for pk in peers.PACKAGES[peer] if not PKG_CHECK[pk]()]
             if missing:
@@ -157,7 +166,7 @@ class Harness:
     # ---- ports: fixed per role so commands stay the same across repeats
     def ports(self, base):
         p = {"iperf3": base + 1, "sockperf": base + 2, "http": base + 3, "idle": base + 4,
-             "sink": base + 5, "rdv_b": base + 6, "echo": base + 7}
+             "sink": base + 5, "rdv_b": base + 6, "echo": base + 7, "metrics": base + 8}
         for t, offset in peers.PORT_OFFSETS.items():
             p[t] = base + offset
         return p
@@ -190,6 +199,7 @@ class Harness:
         a = self.args
         self.summary_data = results.summarize(self)
         self.session_data = results.summarize_sessions(self)
+        self.scrape_data = results.summarize_scraped(self)
         s, pusher = self.summary_data
         cpu = ""
         try:

@@ -5,25 +5,30 @@ HAProxy runs three ways: `option splice-auto` (haproxy-splice), `option splice-r
 `option splice-response` (haproxy-splice-forced, what HAProxy's users set for bulk TCP) and
 `nosplice` (haproxy). Then nginx's stream module, socat with fork, and socket-connector in its
 proxy mode (server-to-socket --multi), its rendezvous mode (server-to-server) and its
-`rendezvous` command (sides paired by signed session tokens)."""
+`rendezvous` command (sides paired by signed session tokens). For issue 22 the proxy mode also
+runs as `socket-connector-scraped`: the same command line plus `--metrics`, its endpoint
+scraped ten times a second for as long as it runs (scrape.py)."""
 import os
 import secrets
 import time
 
+from . import scrape
 from .common import HOST, BenchError
 from .packages import NGINX_STREAM_SO
 from .processes import PROCS, tail, wait_listen, wait_output
 
-ALL_PEERS = ["haproxy-splice", "haproxy-splice-forced", "haproxy", "nginx", "socat", "socket-connector"]
+SCRAPED = "socket-connector-scraped"   # issue 22: the proxy mode with --metrics, scraped 10 times a second
+ALL_PEERS = ["haproxy-splice", "haproxy-splice-forced", "haproxy", "nginx", "socat", "socket-connector", SCRAPED]
+SC_PEERS = ("socket-connector", SCRAPED)   # the peers that run the binary under test
 RENDEZVOUS = "sc-rendezvous"
 SESSIONS = "sc-sessions"   # `socket-connector rendezvous`: sessions by token, one port for both sides
 HAPROXY_SPLICE = ["haproxy-splice-forced", "haproxy-splice"]   # the peers the splice targets compare with
 # Each relay's listen port is the run's base port + this; the order of first use is kept so
 # that a peer added later moves no other relay's port.
 PORT_OFFSETS = {"haproxy-splice": 10, "haproxy": 11, "nginx": 12, "socat": 13, "socket-connector": 14,
-                RENDEZVOUS: 15, "haproxy-splice-forced": 16, SESSIONS: 17}
+                RENDEZVOUS: 15, "haproxy-splice-forced": 16, SESSIONS: 17, SCRAPED: 18}
 PACKAGES = {"haproxy-splice": ["haproxy"], "haproxy-splice-forced": ["haproxy"], "haproxy": ["haproxy"],
-            "nginx": ["nginx", "libnginx-mod-stream"], "socat": ["socat"], "socket-connector": []}
+            "nginx": ["nginx", "libnginx-mod-stream"], "socat": ["socat"], "socket-connector": [], SCRAPED: []}
 SPLICE_OPTIONS = {"haproxy-splice": ["splice-auto"],
                   "haproxy-splice-forced": ["splice-request", "splice-response"]}
 
@@ -39,14 +44,16 @@ def labels(haproxy_version, nginx_version, socat_version, threads):
         "nginx": f"nginx {nginx_version} stream",
         "socat": f"socat {socat_version} (fork)",
         "socket-connector": f"socket-connector --multi{thr}",
+        SCRAPED: f"socket-connector --multi{thr} --metrics, scraped 10/s",
         RENDEZVOUS: f"socket-connector server-to-server{thr} (rendezvous) †",
         SESSIONS: f"socket-connector rendezvous{thr} (session tokens)",
     }
 
 
 class Relay:
-    def __init__(self, target, proc, port, cmd):
+    def __init__(self, target, proc, port, cmd, scraper=None):
         self.target, self.proc, self.port, self.cmd = target, proc, port, cmd
+        self.scraper = scraper      # SCRAPED: its scraper (scrape.Scraper)
 
     @property
     def pid(self):
@@ -111,9 +118,11 @@ def relay_cmd(h, target, listen, backend):
     if target == "socat":
         return ["socat", f"TCP-LISTEN:{listen},bind={HOST},fork,reuseaddr", f"TCP:{HOST}:{backend}"]
     threads = ["--threads", str(h.args.threads)] if h.args.threads else []
-    if target == "socket-connector":
-        return [h.binary, "server-to-socket", "--a", f"{HOST}:{listen}", "--b", f"{HOST}:{backend}",
-                "--multi", "--timeout", "0", "--no-keepalive"] + threads
+    if target in SC_PEERS:
+        cmd = [h.binary, "server-to-socket", "--a", f"{HOST}:{listen}", "--b", f"{HOST}:{backend}",
+               "--multi", "--timeout", "0", "--no-keepalive"] + threads
+        # issue 22: the same relay, serving its counters over HTTP on a port of its own.
+        return cmd + (["--metrics", f"{HOST}:{h.port['metrics']}"] if target == SCRAPED else [])
     if target == RENDEZVOUS:
         return [h.binary, "server-to-server", "--a", f"{HOST}:{listen}", "--b", f"{HOST}:{backend}",
                 "--timeout", "0"] + threads
@@ -127,7 +136,8 @@ def relay_cmd(h, target, listen, backend):
 
 def start(h, target, backend):
     """Starts `target` in front of `backend` and waits until it listens: for socket-connector,
-    its `listening` lines; for the others, the port as LISTEN in /proc/net/tcp."""
+    its `listening` lines; for the others, the port as LISTEN in /proc/net/tcp. The scraped
+    socket-connector also gets its scraper, which has made its first scrape on return."""
     if target == "direct":
         return Relay("direct", None, backend, None)
     listen = h.port[target]
@@ -137,7 +147,9 @@ def start(h, target, backend):
     p = PROCS.spawn(cmd, f"relay-{target}")
     if target == SESSIONS:
         wait_output(p, r"listening on", 1, timeout=30)
-    elif target in ("socket-connector", RENDEZVOUS):
+    elif target in SC_PEERS + (RENDEZVOUS,):
+        if target == SCRAPED:   # printed before the relay's own listening lines
+            wait_output(p, r"metrics listening on", 1, timeout=30)
         wait_output(p, r"A listening on", 1, timeout=30)
         if target == RENDEZVOUS:
             wait_output(p, r"B listening on", 1, timeout=30)
@@ -146,11 +158,21 @@ def start(h, target, backend):
     time.sleep(0.1)
     if p.poll() is not None:
         raise BenchError(f"relay {target} exited at start: {tail(p.err_path)}")
-    return Relay(target, p, listen, cmd)
+    scraper = None
+    if target == SCRAPED:
+        try:
+            scraper = scrape.start(h, h.port["metrics"], h.labels.get(target, target))
+        except BenchError:
+            PROCS.stop(p)
+            raise
+    return Relay(target, p, listen, cmd, scraper)
 
 
 def stop(relay):
-    """Stops a relay; a relay that had already exited is an error."""
+    """Stops a relay (its scraper first); a relay that had already exited is an error."""
+    if relay and relay.scraper:
+        scrape.stop(relay.scraper)
+        relay.scraper = None
     if relay and relay.proc:
         if relay.proc.poll() is not None:
             msg = f"relay {relay.target} had exited (status {relay.proc.returncode}): {tail(relay.proc.err_path)}"

@@ -1,21 +1,21 @@
 """The markdown report printed on stdout, section by section: the main table, the pusher, the
 rendezvous's sessions and memory, what a connection and a round trip cost, the paired rounds,
-socket-connector ÷ each peer with the targets, micro-benchmarks, notes and errors, and the
-commands and configs used. It names no path of this machine: paths inside the checkout are
+the relay while scraped (issue 22), socket-connector ÷ each peer with the targets,
+micro-benchmarks, notes and errors, and the commands and configs used. It names no path of this machine: paths inside the checkout are
 relative to its root, others by file name."""
 import platform
 import shlex
 
-from . import targets
+from . import scrape, targets
 from .common import relative, relative_argv
-from .peers import RENDEZVOUS, SESSIONS
+from .peers import RENDEZVOUS, SCRAPED, SESSIONS
 
 
 def markdown(h, s, pusher):
     """The whole report; also sets h.targets."""
     lines = []
     for section in (_table, _pusher, _sessions, _connection_costs, _round_trip_costs, _conn_paired, _latency_paired,
-                    _versus, _micro, _notes_errors, _commands):
+                    _scraped, _versus, _micro, _notes_errors, _commands):
         section(h, s, pusher, lines.append)
     return "\n".join(lines)
 
@@ -189,11 +189,14 @@ def _round_trip_costs(h, s, pusher, w):
 
 
 def _conn_paired(h, s, pusher, w):
-    """Every paired conn/s round, and socket-connector ÷ each peer."""
+    """Every paired conn/s round, socket-connector ÷ each peer, and the scraped socket-connector
+    ÷ socket-connector."""
     pairs = h.pair_targets
-    if pairs and s.get("socket-connector", {}).get("cps_paired"):
+    if pairs and (s.get("socket-connector", {}).get("cps_paired") or SCRAPED in pairs):
         a = h.args
-        paired = s["socket-connector"]["cps_paired"]
+        paired = s["socket-connector"].get("cps_paired", {})
+        peers_ = [t for t in pairs[1:] if t != SCRAPED]     # the scraped relay is divided the other way
+        scraped = [SCRAPED] if SCRAPED in pairs else []
         w("## conn/s in paired rounds")
         w("")
         w(f"After the repeats, {'; '.join(h.labels[t] for t in pairs)} run at once (each idle "
@@ -201,22 +204,32 @@ def _conn_paired(h, s, pusher, w):
           f"command for {a.pair_seconds} s, forwards in even rounds and "
           "backwards in odd ones. Each ratio is socket-connector's conn/s ÷ the peer's in the "
           "same round, so it compares loads seconds apart rather than each with a `direct` "
-          "measured up to a minute earlier; the median over rounds is reported.")
+          "measured up to a minute earlier; the median over rounds is reported."
+          + (" The last column is the other way round: the scraped socket-connector (issue 22) ÷ "
+             "socket-connector; its scraper runs through the whole phase, also while the others are "
+             "loaded." if scraped else ""))
         w("")
         w("| round | " + " | ".join(h.labels[t] for t in pairs) + " | "
-          + " | ".join(f"÷ {h.labels[t]}" for t in pairs[1:]) + " |")
-        w("|" + "---|" * (2 * len(pairs)))
+          + " | ".join([f"÷ {h.labels[t]}" for t in peers_] + ["scraped ÷ unscraped" for t in scraped]) + " |")
+        w("|" + "---|" * (1 + len(pairs) + len(peers_) + len(scraped)))
         vals = {t: h.results.vals("connpair", t, "cps") for t in pairs}
+
+        def div(x, y):
+            return None if x is None or not y else x / y
         for r in range(h.args.pair_rounds):
             sc_v = vals["socket-connector"].get(r)
             cells = [str(r + 1)] + [f(vals[t].get(r), "{:,.0f}") for t in pairs]
-            cells += [f(None if sc_v is None or not vals[t].get(r) else sc_v / vals[t][r]) for t in pairs[1:]]
+            cells += [f(div(sc_v, vals[t].get(r))) for t in peers_]
+            cells += [f(div(vals[t].get(r), sc_v)) for t in scraped]
             w("| " + " | ".join(cells) + " |")
+        sp = h.scrape_data.get("figures", {}).get("cps_paired", {})
         w("| **median** | " + " | ".join(f(h.results.med("connpair", t, "cps"), "{:,.0f}") for t in pairs) + " | "
-          + " | ".join("**" + f(paired.get(t, {}).get("cps_ratio")) + "**" for t in pairs[1:]) + " |")
+          + " | ".join(["**" + f(paired.get(t, {}).get("cps_ratio")) + "**" for t in peers_]
+                       + ["**" + f(sp.get("ratio")) + "**" for t in scraped]) + " |")
         w("| rounds with socket-connector ahead (÷ ≥ 1) | " + " | ".join("" for t in pairs) + " | "
-          + " | ".join(f"{paired[t]['ahead']} of {paired[t]['rounds']}" if t in paired else "—"
-                       for t in pairs[1:]) + " |")
+          + " | ".join([f"{paired[t]['ahead']} of {paired[t]['rounds']}" if t in paired else "—" for t in peers_]
+                       + [f"scraped ahead in {sp['ahead']} of {sp['rounds']}" if sp else "—" for t in scraped])
+          + " |")
         w("")
 
 
@@ -258,11 +271,67 @@ def _latency_paired(h, s, pusher, w):
         w("")
 
 
+def _scraped(h, s, pusher, w):
+    """Issue 22: the scraped socket-connector ÷ the unscraped one, and what the scrapers counted."""
+    sd = h.scrape_data
+    if not sd:
+        return
+    fig = sd.get("figures", {})
+    w("## socket-connector while scraped ten times a second (issue 22)")
+    w("")
+    w(f"{h.labels[SCRAPED]}: the command line of {h.labels['socket-connector']} plus "
+      f"`--metrics 127.0.0.1:{h.port['metrics']}`. For as long as it runs, "
+      f"`bench/tools.py scrape` GETs its /metrics every {scrape.INTERVAL:g} s, a new connection each; it "
+      "makes its first scrape before the load starts and is stopped after the load, before the relay. "
+      "Both relays run the same loads in every repeat, interleaved with the others. Each ratio is the "
+      "median of the per-repeat ratios scraped ÷ unscraped (for paired conn/s, per round); the absolute "
+      "figures are medians over repeats. Relay CPU includes the endpoint's thread; the scraper's own CPU "
+      f"is not the relay's (it is listed below). Target: within noise, taken as ≥ {targets.WITHIN_NOISE}.")
+    w("")
+    names = {"tp1": ("1-stream throughput", "{:.2f}", " Gbit/s"), "tp8": ("8-stream throughput", "{:.2f}", " Gbit/s"),
+             "cpu_s_per_gb": ("relay CPU s/GB", "{:.2f}", ""), "cps": ("conn/s", "{:,.0f}", ""),
+             "cpu_us_per_conn": ("relay CPU µs per connection", "{:.1f}", ""),
+             "cps_paired": ("conn/s, paired rounds", "{:,.0f}", "")}
+    if fig:
+        w("| figure | socket-connector (unscraped) | scraped | scraped ÷ unscraped | range of the ratios |")
+        w("|---|---|---|---|---|")
+        for key, (name, fmt, unit) in names.items():
+            r = fig.get(key)
+            if not r:
+                continue
+            n = f"{r['rounds']} rounds" if "rounds" in r else f"{r['repeats']} repeat(s)"
+            rng = "—" if r.get("min") is None else f"{r['min']:.3f} – {r['max']:.3f} ({n})"
+            w(f"| {name} | {f(r['unscraped'], fmt, unit)} | {f(r['scraped'], fmt, unit)} | "
+              f"**{f(r['ratio'], '{:.3f}')}** | {rng} |")
+        w("")
+        w("Throughput and conn/s: ≥ 1 means no cost. CPU: ≤ 1 means no cost.")
+        w("")
+    sc = sd.get("scrapes", {})
+    if sc:
+        w(f"The scrapes (`GET /metrics`, answered: HTTP 200, the whole body, a "
+          f"`socket_connector_connections_total` sample, within {scrape.TIMEOUT} s; over "
+          f"{scrape.INTERVAL * 1000:g} ms: longer than the interval, which a Prometheus with "
+          "scrape_timeout = scrape_interval would have given up on; answer p50: the median of the "
+          "scrapers' medians; counter rose: scrapers whose last answer counted more pairs "
+          "(`socket_connector_connections_total`) than their first, so the counters were live; scraper "
+          "CPU: its CPU time ÷ its time):")
+        w("")
+        w(f"| beside | scrapers | scrapes | answered | failed | over {scrape.INTERVAL * 1000:g} ms | scrapes/s | "
+          "answer p50 | slowest | counter rose | scraper CPU |")
+        w("|---|---|---|---|---|---|---|---|---|---|---|")
+        for key, r in sc.items():
+            w(f"| {'**all**' if key == 'all' else key} | {r['runs']} | {r['scrapes']:,} | {r['ok']:,} | "
+              f"{r['failed']:,} | {r['over_interval']:,} | {f(r['per_s'], '{:.1f}')} | "
+              f"{f(r['p50_ms'], '{:.2f}', ' ms')} | {f(r['max_ms'], '{:.1f}', ' ms')} | "
+              f"{r['counter_rose']} of {r['runs']} | {f(r['cpu_share'], '{:.1%}')} |")
+        w("")
+
+
 def _versus(h, s, pusher, w):
     """socket-connector ÷ each peer, and the targets."""
     sc = s.get("socket-connector")
     lv = h.levels
-    others = [t for t in h.peers if t != "socket-connector"]
+    others = [t for t in h.peers if t not in ("socket-connector", SCRAPED)]   # SCRAPED: see _scraped
     if sc and others:
         w("## socket-connector ÷ each peer (same run)")
         w("")
@@ -292,7 +361,9 @@ def _versus(h, s, pusher, w):
             w("| " + " | ".join(cells) + " |")
         w("")
     if sc:
-        issues = "issues 4 and 20" if {"sessionrate", "sessionmemory"} & set(h.metrics) else "issue 4"
+        issues = ["4"] + (["20"] if {"sessionrate", "sessionmemory"} & set(h.metrics) else []) \
+            + (["22"] if SCRAPED in h.peers else [])
+        issues = "issue 4" if len(issues) == 1 else f"issues {', '.join(issues[:-1])} and {issues[-1]}"
         w(f"### Targets of {issues}" + (" (quick mode: indicative only)" if h.args.quick else ""))
         w("")
         h.targets = targets.judge(h, s, pusher)
@@ -343,7 +414,8 @@ def _commands(h, s, pusher, w):
     w("# PORT: the relay's listen port (" + ", ".join(f"{t} {P[t]}" for t in h.peers)
       + (f", rendezvous A {P[RENDEZVOUS]} / B {P['rdv_b']}, rendezvous by token {P[SESSIONS]}"
          if "socket-connector" in h.peers else "")
-      + "), or the backend's port for direct")
+      + "), or the backend's port for direct"
+      + (f"; {P['metrics']}: the scraped socket-connector's --metrics endpoint" if SCRAPED in h.peers else ""))
     w(f"# BACKEND: {P['iperf3']} iperf3, {P['sockperf']} latency, {P['http']} nginx http, "
       f"{P['idle']} idle pairs, {P['sink']} pusher sink, {P['echo']} the sessions generator's echo")
     w(f"# $TMP: the run's temporary directory (generated configs); "

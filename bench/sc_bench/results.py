@@ -1,12 +1,13 @@
 """Figures from the records: medians over repeats, ratios and differences against `direct`
-in the same repeat, the summary the report and the chart print, and the JSON file."""
+in the same repeat, the summary the report and the chart print (and issue 22's: the scraped
+socket-connector against the unscraped one, and what the scrapers counted), and the JSON file."""
 import json
 import os
 import platform
 import statistics
 
 from .common import log, relative, relative_argv
-from .peers import RENDEZVOUS, SESSIONS
+from .peers import RENDEZVOUS, SCRAPED, SESSIONS
 
 
 class Results:
@@ -33,13 +34,18 @@ class Results:
         xs = list(self.vals(metric, target, key).values())
         return statistics.median(xs) if xs else None
 
-    def cpu_per_gb(self, metric, target):
-        xs = []
+    def cpu_per_gb_by_rep(self, metric, target):
+        """{rep: relay CPU seconds per GB over the 1- and 8-stream loads}."""
+        out = {}
         for r in self.records:
             if r["metric"] == metric and r["target"] == target and "cpu1" in r and "cpu8" in r:
                 gb = (r["bytes1"] + r["bytes8"]) / 1e9
                 if gb > 0:
-                    xs.append((r["cpu1"] + r["cpu8"]) / gb)
+                    out[r["rep"]] = (r["cpu1"] + r["cpu8"]) / gb
+        return out
+
+    def cpu_per_gb(self, metric, target):
+        xs = list(self.cpu_per_gb_by_rep(metric, target).values())
         return statistics.median(xs) if xs else None
 
 
@@ -82,6 +88,8 @@ def summarize(h):
                          "cpu_s_per_gb": res.cpu_per_gb("pusher", t)}
     paired = {}
     for t in h.pair_targets[1:]:
+        if t == SCRAPED:        # not a peer: issue 22's section divides it by socket-connector
+            continue
         sc, peer = res.vals("connpair", "socket-connector", "cps"), res.vals("connpair", t, "cps")
         xs = [sc[r] / peer[r] for r in sc if r in peer and peer[r]]
         if xs:
@@ -134,6 +142,64 @@ def summarize_sessions(h):
     return out
 
 
+def _per_rep_ratio(t, b):
+    """The median over repeats (or rounds) of t ÷ b, and how many there were."""
+    xs = [t[r] / b[r] for r in t if r in b and b[r]]
+    return (statistics.median(xs) if xs else None), xs
+
+
+def summarize_scraped(h):
+    """Issue 22: the scraped socket-connector beside the unscraped one, figure by figure (the
+    medians over repeats of each, and the median of the per-repeat ratios scraped ÷ unscraped),
+    conn/s also from the paired rounds, and what the scrapers counted, by load. Empty when this
+    run has no scraped relay."""
+    res = h.results
+    if SCRAPED not in h.peers:
+        return {}
+    tp = "throughput" if h.use_iperf else "pusher"
+    out = {"figures": {}}
+    for key, metric, field, scale in (("tp1", tp, "bps1", 1e-9), ("tp8", tp, "bps8", 1e-9),
+                                      ("cpu_s_per_gb", tp, None, 1), ("cps", "connrate", "cps", 1),
+                                      ("cpu_us_per_conn", "connrate", "cpu_us_per_conn", 1)):
+        if field:
+            sv, uv = res.vals(metric, SCRAPED, field), res.vals(metric, "socket-connector", field)
+        else:
+            sv, uv = res.cpu_per_gb_by_rep(metric, SCRAPED), res.cpu_per_gb_by_rep(metric, "socket-connector")
+        if not sv and not uv:
+            continue
+        ratio, xs = _per_rep_ratio(sv, uv)
+        out["figures"][key] = {
+            "scraped": statistics.median(sv.values()) * scale if sv else None,
+            "unscraped": statistics.median(uv.values()) * scale if uv else None,
+            "ratio": ratio, "repeats": len(xs), "min": min(xs, default=None), "max": max(xs, default=None)}
+    if SCRAPED in h.pair_targets:
+        ratio, xs = _per_rep_ratio(res.vals("connpair", SCRAPED, "cps"), res.vals("connpair", "socket-connector", "cps"))
+        if xs:
+            out["figures"]["cps_paired"] = {
+                "scraped": res.med("connpair", SCRAPED, "cps"), "unscraped": res.med("connpair", "socket-connector", "cps"),
+                "ratio": ratio, "rounds": len(xs), "min": min(xs), "max": max(xs),
+                "ahead": sum(1 for x in xs if x >= 1.0)}
+    by = {}
+    for j in h.scrapes:
+        key = {"connpair": "paired conn/s rounds", "pusher": "pusher"}.get(j.get("metric"), j.get("metric") or "other")
+        by.setdefault(key, []).append(j)
+    if h.scrapes:
+        by["all"] = list(h.scrapes)
+    out["scrapes"] = {}
+    for key, js in by.items():
+        secs = sum(j["seconds"] for j in js)
+        out["scrapes"][key] = {
+            "runs": len(js), "scrapes": sum(j["scrapes"] for j in js), "ok": sum(j["ok"] for j in js),
+            "failed": sum(j["failed"] for j in js), "over_interval": sum(j["over_interval"] for j in js),
+            "seconds": secs, "per_s": sum(j["scrapes"] for j in js) / secs if secs else None,
+            "p50_ms": statistics.median([j["p50_ms"] for j in js if j.get("p50_ms") is not None] or [0]) or None,
+            "max_ms": max((j["max_ms"] for j in js if j.get("max_ms") is not None), default=None),
+            "cpu_share": sum(j["cpu_s"] for j in js) / secs if secs else None,
+            # scrapers whose last answer counted more pairs than their first: live counters
+            "counter_rose": sum(1 for j in js if (j.get("connections_last") or 0) > (j.get("connections_first") or 0))}
+    return out
+
+
 def write_json(h, path, repeats):
     """Everything as JSON: summary, every raw measurement, commands, configs, notes, errors.
     Paths of this machine appear as relative() names them."""
@@ -145,7 +211,8 @@ def write_json(h, path, repeats):
         "mode": "quick" if h.args.quick else "full", "repeats": repeats,
         "argv": relative_argv(h.argv), "binary": h.binary and relative(h.binary), "threads": h.args.threads,
         "labels": h.labels, "levels": h.levels, "parameters": h.p,
-        "summary": s, "pusher": pusher, "sessions": h.session_data, "targets": h.targets,
+        "summary": s, "pusher": pusher, "sessions": h.session_data, "scraped": h.scrape_data,
+        "scrapes": h.scrapes, "targets": h.targets,
         "records": h.records, "commands": [{"group": g, "label": l, "command": c} for g, l, c in j.commands],
         "ports": h.port,
         "configs": {k: {"file": n, "text": t} for k, (n, t) in j.configs.items()}, "notes": j.notes,

@@ -1,19 +1,23 @@
 """The order of the measurements. Each repeat runs every metric over every target in turn,
 the order rotated by one place per repeat so no relay always runs first or right after
 `direct`. Then the paired rounds: the relays compared with socket-connector run at once and
-each round loads each in turn, the order reversed every round."""
+each round loads each in turn, the order reversed every round.
+
+The scraped socket-connector (issue 22) runs the throughput (and cpu) and conn/s loads and the
+paired conn/s rounds, beside the unscraped one; not the latency and memory loads."""
 from . import loads, peers
 from .common import BenchError, log
-from .peers import RENDEZVOUS, SESSIONS
+from .peers import RENDEZVOUS, SCRAPED, SESSIONS
 
 # The peers of the paired rounds, in this order, those of --peers.
-CONN_PAIRED = ["haproxy", "haproxy-splice", "haproxy-splice-forced", "nginx"]
+CONN_PAIRED = ["haproxy", "haproxy-splice", "haproxy-splice-forced", "nginx", SCRAPED]
 LATENCY_PAIRED = ["nginx", "haproxy"]
 
 
 def plan(h):
     """(metric, targets) in the order each repeat runs them."""
     targets = ["direct"] + h.peers
+    unscraped = [t for t in targets if t != SCRAPED]    # latency and memory: not issue 22's figures
     out = []
     if {"throughput", "cpu"} & h.metrics:
         if h.use_iperf:
@@ -24,11 +28,11 @@ def plan(h):
         elif rdv:
             out.append(("pusher", ["direct", "socket-connector"] + rdv))
     if "latency" in h.metrics:
-        out.append(("latency", targets))
+        out.append(("latency", unscraped))
     if "connrate" in h.metrics:
         out.append(("connrate", targets))
     if "memory" in h.metrics:
-        out.append(("memory", h.peers))
+        out.append(("memory", unscraped[1:]))
     if "socket-connector" in h.peers:
         if "sessionrate" in h.metrics:
             out.append(("sessionrate", [SESSIONS, "socket-connector"]))
@@ -38,8 +42,11 @@ def plan(h):
 
 
 def measure(h, metric, target, rep):
-    """One load; its figures, or its error, become a record."""
+    """One load; its figures, or its error, become a record (with what a scraper beside it
+    counted, for the scraped relay)."""
     rec = {"rep": rep, "metric": metric, "target": target}
+    h.phase = {"metric": metric, "rep": rep}
+    seen = len(h.scrapes)
     try:
         rec.update(loads.MEASURES[metric](h, target))
         if "error" in rec:      # figures, but some of the load failed (sessionrate, sessionmemory)
@@ -49,6 +56,10 @@ def measure(h, metric, target, rep):
         rec["error"] = str(e)
         h.journal.errors.append(f"{metric} / {target} (repeat {rep + 1}): {e}")
         log(f"ERROR {metric} {target}: {e}")
+    h.phase = None
+    if len(h.scrapes) > seen:
+        rec["scrapes"] = sum(j["scrapes"] for j in h.scrapes[seen:])
+        rec["scrapes_failed"] = sum(j["failed"] for j in h.scrapes[seen:])
     h.records.append(rec)
 
 
@@ -63,8 +74,9 @@ def run_repeats(h, repeats):
 
 
 def run_paired_rounds(h):
-    """conn/s (wrk) through socket-connector and the HAProxy and nginx peers, and latency
-    (sockperf) through socket-connector, nginx and HAProxy without splice."""
+    """conn/s (wrk) through socket-connector, the HAProxy and nginx peers and the scraped
+    socket-connector, and latency (sockperf) through socket-connector, nginx and HAProxy
+    without splice."""
     a = h.args
     if "socket-connector" not in h.peers or a.pair_rounds <= 0:
         return
@@ -86,9 +98,11 @@ def paired(h, metric, what, backend, targets, rounds, load):
     idle while another is loaded), and each round runs `load(relay)` on each in turn,
     forwards in even rounds and backwards in odd ones (A B C, C B A, ...), so neighbours in
     time are compared and no relay always goes first. socket-connector is then compared
-    with each peer round by round (its conn/s ÷ the peer's, its round trip − the peer's),
-    and the median over rounds is reported."""
+    with each peer round by round (its conn/s ÷ the peer's, its round trip − the peer's; the
+    scraped socket-connector's conn/s ÷ socket-connector's), and the median over rounds is
+    reported."""
     relays = {}
+    h.phase = {"metric": metric, "rep": None}
     try:
         for t in targets:
             relays[t] = peers.start(h, t, backend)
@@ -111,3 +125,4 @@ def paired(h, metric, what, backend, targets, rounds, load):
                 peers.stop(relay)
             except BenchError as e:
                 h.journal.errors.append(str(e))
+        h.phase = None

@@ -1,9 +1,14 @@
-"""The targets of issue 4 (and issue 20's for the rendezvous by token), each met, NOT met or n/a
-(a figure this run does not have).
+"""The targets of issue 4 (and issue 20's for the rendezvous by token, issue 22's for the relay
+while its --metrics endpoint is scraped), each met, NOT met or n/a (a figure this run does not
+have).
 
 Throughput and CPU per GB are judged against the better of the HAProxy splice peers in the
 run (forced splice, splice-auto), figure by figure, and the target says which one that was."""
-from .peers import HAPROXY_SPLICE, RENDEZVOUS
+from .peers import HAPROXY_SPLICE, RENDEZVOUS, SCRAPED
+
+# Issue 22 asks for the scraped relay's figures "within noise" of the unscraped one's; taken here
+# as at least this fraction of them (one 5 s load moves by several % on these machines).
+WITHIN_NOISE = 0.95
 
 
 def _ge(x, y):
@@ -81,4 +86,28 @@ def judge(h, s, pusher):
         n = f"{m['sessions']:,.0f}" if m.get("sessions") else "—"
         target(f"issue 20: ≤ 2 KiB RSS per pending rendezvous side at {n}", _le(m.get("kib_per_pending"), 2.0))
         target(f"issue 20: ≤ 2.5 KiB RSS per idle rendezvous session at {n}", _le(m.get("kib_per_session"), 2.5))
+    sd = getattr(h, "scrape_data", {})
+    if SCRAPED in h.peers:
+        fig = sd.get("figures", {})
+        within = f"≥ {WITHIN_NOISE}× unscraped (within noise)"
+
+        def scraped(what, key, how):
+            r = fig.get(key, {}).get("ratio")
+            target(f"issue 22: {what} while scraped 10 times a second {within}, {how}"
+                   + ("" if r is None else f": {r:.3f}×"), _ge(r, WITHIN_NOISE))
+        tp = "throughput" if h.use_iperf else "pusher throughput"
+        if "throughput" in ms:
+            scraped(f"1-stream {tp}", "tp1", "median of the per-repeat ratios")
+            scraped(f"8-stream {tp}", "tp8", "median of the per-repeat ratios")
+        if "connrate" in ms:
+            scraped("conn/s", "cps", "median of the per-repeat ratios")
+            pr = fig.get("cps_paired")
+            if pr:
+                target(f"issue 22: conn/s while scraped 10 times a second {within}, paired rounds: median "
+                       f"{pr['ratio']:.3f}× over {pr['rounds']} rounds (scraped ahead in {pr['ahead']})",
+                       pr["ratio"] >= WITHIN_NOISE)
+        a = sd.get("scrapes", {}).get("all")
+        target("issue 22: every scrape answered (HTTP 200, the whole body, the counters)"
+               + ("" if not a else f": {a['ok']:,} of {a['scrapes']:,}, {a['failed']:,} failed"),
+               None if not a else a["failed"] == 0 and a["scrapes"] > 0)
     return out
