@@ -9,6 +9,8 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdio>
+#include <exception>
 #include <functional>
 #include <list>
 #include <memory>
@@ -111,8 +113,11 @@ inline std::string response_bytes(const http_answer& a) {
 }
 
 /// Where a request head ends (just past its empty line), or npos while it has not ended.
-inline std::size_t end_of_head(std::string_view received) {
-    for (std::size_t at = received.find('\n'); at != std::string_view::npos;
+/// `from`: where to start looking (the bytes before it were looked at already; the two bytes
+/// before it are looked at again, in case the empty line began there).
+inline std::size_t end_of_head(std::string_view received, std::size_t from = 0) {
+    from = from > 2 ? from - 2 : 0;
+    for (std::size_t at = received.find('\n', from); at != std::string_view::npos;
          at = received.find('\n', at + 1)) {
         if (at + 1 < received.size() && received[at + 1] == '\n') return at + 2;
         if (at + 2 < received.size() && received[at + 1] == '\r' && received[at + 2] == '\n')
@@ -159,7 +164,15 @@ public:
 
     /// Serves on a thread of its own until `stop`.
     void start() {
-        asio::co_spawn(io_, accept_loop(), [](std::exception_ptr) {});
+        asio::co_spawn(io_, accept_loop(), [](std::exception_ptr e) {
+            if (!e) return;
+            try {
+                std::rethrow_exception(e);
+            } catch (const std::exception& failed) {
+                std::fprintf(stderr, "socket-connector: --metrics stopped accepting: %s\n",
+                             failed.what());
+            }
+        });
         thread_ = std::thread([this] { io_.run(); });
     }
 
@@ -217,12 +230,13 @@ private:
         while (end == std::string::npos) {
             auto [ec, n] = co_await socket.async_read_some(asio::buffer(chunk), use_tuple);
             if (ec) co_return; // closed, timed out, or evicted: nothing to answer
+            const auto looked = received.size();
             received.append(chunk, n);
-            end = end_of_head(received);
+            end = end_of_head(received, looked);
             if (end == std::string::npos && received.size() >= max_request) break;
         }
         http_answer a;
-        if (end == std::string::npos) {
+        if (end == std::string::npos || end > max_request) {
             a.body = fmt::format("request head over {} bytes\n", max_request);
         } else {
             a = answer_request(std::string_view(received).substr(0, end), snapshot_);

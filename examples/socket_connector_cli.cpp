@@ -371,8 +371,10 @@ int serve(config cfg) {
             metrics = std::make_unique<example::metrics_endpoint>(*metrics_address,
                                                                   [&r] { return r.stats_now(); });
         } catch (const std::exception& e) {
-            std::fprintf(stderr, "socket-connector: %s\n", e.what());
-            return 1;
+            r.fail(e.what()); // exit 1, with --stats printed as on any other exit
+            r.report();
+            std::fprintf(stderr, "socket-connector: %s\n", r.error().c_str());
+            return r.exit_code();
         }
         example::print_line(
             fmt::format("metrics listening on {}\n", sc::to_string(metrics->local_endpoint())));

@@ -30,6 +30,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const auto input = fuzz::as_text(data, size);
     const auto end = example::end_of_head(input);
     FUZZ_CHECK(end == reference_end(input));
+    // Read in two parts: looking on from where the first part ended finds the same end.
+    const std::size_t split = size == 0 ? 0 : data[0] % (size + 1);
+    if (reference_end(input.substr(0, split)) == std::string_view::npos)
+        FUZZ_CHECK(example::end_of_head(input, split) == end);
     if (end == std::string_view::npos) return 0;
     const auto head = input.substr(0, end);
     int snapshots = 0;

@@ -167,10 +167,14 @@ asio::awaitable<void> answers_errors() {
     CHECK(head.find("Content-Type: text/plain; version=0.0.4") != std::string::npos);
     // A request that never completes is closed, without an answer, within the request timeout.
     auto slow = co_await connect_to(mport);
-    co_await send_text(slow, "GET /metr");
+    co_await send_text(slow, "GET /metr", false); // and nothing more, not even its end
+    const auto since = std::chrono::steady_clock::now();
     auto ended = co_await read_until_closed(slow);
+    const auto waited = std::chrono::steady_clock::now() - since;
     CHECK(ended.closed);
     CHECK(ended.bytes.empty());
+    CHECK(waited > 4s); // the request timeout (5 s), not the client, ended it
+    CHECK(waited < 10s);
     // Still serving.
     auto still = co_await get(mport, "/metrics");
     CHECK(sample(body_of(still), "socket_connector_connections_total") == 0);
@@ -182,10 +186,12 @@ asio::awaitable<void> bad_address_or_port_in_use() {
     auto ex = co_await asio::this_coro::executor;
     auto taken = loopback_acceptor(ex);
     auto cli = start_cli({"server-to-server", "--a", "127.0.0.1:0", "--b", "127.0.0.1:0",
-                          "--metrics", fmt::format("127.0.0.1:{}", taken.local_endpoint().port())});
+                          "--stats", "--metrics",
+                          fmt::format("127.0.0.1:{}", taken.local_endpoint().port())});
     CHECK(co_await exit_of(*cli) == 1);
     CHECK(cli->err().find("--metrics: cannot listen on 127.0.0.1:") != std::string::npos);
     CHECK(cli->out().find("listening") == std::string::npos);
+    CHECK(stats_field(stats_line(cli->out()), "sockets_created") == 0); // --stats on every exit
     auto bad = start_cli({"server-to-server", "--a", "127.0.0.1:0", "--b", "127.0.0.1:0",
                           "--metrics", "127.0.0.1:http"});
     CHECK(co_await exit_of(*bad) == 2);
@@ -255,7 +261,7 @@ asio::awaitable<void> slowloris_on_the_endpoint() {
     std::vector<tcp::socket> slow;
     for (int i = 0; i < 1000; ++i) {
         auto s = co_await connect_to(mport);
-        co_await send_text(s, "GET /metrics HTTP/1.1\r\nX-Slow: ");
+        co_await send_text(s, "GET /metrics HTTP/1.1\r\nX-Slow: ", false); // never ends
         slow.push_back(std::move(s));
     }
     for (std::uint64_t round = 0; round < 20; ++round) {
@@ -282,7 +288,8 @@ asio::awaitable<void> rendezvous_sessions() {
     auto key = sc::token_secret::from_file(secret);
     const auto expiry = sc::unix_now() + 300;
     auto a = co_await connect_to(port);
-    co_await send_text(a, sc::mint_token(key, "m-1", sc::side_id::a, expiry) + "\nfrom a");
+    const auto first_a = sc::mint_token(key, "m-1", sc::side_id::a, expiry) + "\nfrom a";
+    co_await send_text(a, first_a);
     std::string metrics;
     for (int i = 0; i < 200 && sample(metrics, "socket_connector_sessions_pending") != 1; ++i) {
         metrics = body_of(co_await get(mport, "/metrics"));
@@ -297,7 +304,8 @@ asio::awaitable<void> rendezvous_sessions() {
     bool refused = co_await closed_within(bad, 10s);
     CHECK(refused);
     auto b = co_await connect_to(port);
-    co_await send_text(b, sc::mint_token(key, "m-1", sc::side_id::b, expiry) + "\nfrom b");
+    const auto first_b = sc::mint_token(key, "m-1", sc::side_id::b, expiry) + "\nfrom b";
+    co_await send_text(b, first_b);
     auto at_b = co_await read_exactly(b, 6);
     auto at_a = co_await read_exactly(a, 6);
     CHECK(at_b == "from a");

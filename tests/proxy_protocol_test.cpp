@@ -82,22 +82,23 @@ TEST_CASE("malformed PROXY v1 headers are refused", "[proxy_protocol]") {
     CHECK(refused("GET / HTTP/1.1\r\n") == "no PROXY header");
     CHECK(refused("proxy TCP4 1.2.3.4 5.6.7.8 1 2\r\n") == "no PROXY header");
     CHECK(refused("PROXYTCP4") == "no PROXY header");
-    refused("PROXY TCP4 1.2.3.4 5.6.7.8 1 2\n");                // LF without CR
-    refused("PROXY TCP4 1.2.3.4 5.6.7.8 1 2\rX");               // CR without LF
-    refused("PROXY TCP5 1.2.3.4 5.6.7.8 1 2\r\n");              // unknown protocol
-    refused("PROXY TCP4 1.2.3.4 5.6.7.8 1\r\n");                // too few fields
-    refused("PROXY TCP4 1.2.3.4 5.6.7.8 1 2 3\r\n");            // too many
-    refused("PROXY TCP4 1.2.3.4 5.6.7.8 1 2 \r\n");             // a trailing space
-    refused("PROXY TCP4 1.2.3.4  5.6.7.8 1 2\r\n");             // two spaces
-    refused("PROXY TCP4 1.2.3.256 5.6.7.8 1 2\r\n");            // not an IPv4 address
-    refused("PROXY TCP4 ::1 5.6.7.8 1 2\r\n");                  // IPv6 under TCP4
-    refused("PROXY TCP6 1.2.3.4 ::1 1 2\r\n");                  // IPv4 under TCP6
-    refused("PROXY TCP6 fe80::1%lo ::1 1 2\r\n");               // a scope
-    refused("PROXY TCP4 1.2.3.4 5.6.7.8 65536 2\r\n");          // port out of range
-    refused("PROXY TCP4 1.2.3.4 5.6.7.8 01 2\r\n");             // leading zero
-    refused("PROXY TCP4 1.2.3.4 5.6.7.8 -1 2\r\n");             // sign
-    refused("PROXY TCP4 1.2.3.4 5.6.7.8 1 \r\n");               // empty port
-    refused("PROXY UNKNOWN " + std::string(200, 'x') + "\r\n"); // over 107 bytes
+    refused("PROXY TCP4 1.2.3.4 5.6.7.8 1 2\n");                          // LF without CR
+    refused("PROXY TCP4 1.2.3.4 5.6.7.8 1 2\rX");                         // CR without LF
+    refused("PROXY TCP5 1.2.3.4 5.6.7.8 1 2\r\n");                        // unknown protocol
+    refused("PROXY TCP4 1.2.3.4 5.6.7.8 1\r\n");                          // too few fields
+    refused("PROXY TCP4 1.2.3.4 5.6.7.8 1 2 3\r\n");                      // too many
+    refused("PROXY TCP4 1.2.3.4 5.6.7.8 1 2 \r\n");                       // a trailing space
+    refused("PROXY TCP4 1.2.3.4  5.6.7.8 1 2\r\n");                       // two spaces
+    refused("PROXY TCP4 1.2.3.256 5.6.7.8 1 2\r\n");                      // not an IPv4 address
+    refused("PROXY TCP4 ::1 5.6.7.8 1 2\r\n");                            // IPv6 under TCP4
+    refused("PROXY TCP6 1.2.3.4 ::1 1 2\r\n");                            // IPv4 under TCP6
+    refused("PROXY TCP6 fe80::1%lo ::1 1 2\r\n");                         // a scope
+    refused(std::string("PROXY TCP4 1.2.3.4\0junk 5.6.7.8 1 2\r\n", 37)); // a NUL
+    refused("PROXY TCP4 1.2.3.4 5.6.7.8 65536 2\r\n");                    // port out of range
+    refused("PROXY TCP4 1.2.3.4 5.6.7.8 01 2\r\n");                       // leading zero
+    refused("PROXY TCP4 1.2.3.4 5.6.7.8 -1 2\r\n");                       // sign
+    refused("PROXY TCP4 1.2.3.4 5.6.7.8 1 \r\n");                         // empty port
+    refused("PROXY UNKNOWN " + std::string(200, 'x') + "\r\n");           // over 107 bytes
     CHECK(refused("PROXY " + std::string(101, 'x')) ==
           "PROXY v1 line without CR LF within 107 bytes");
     CHECK(parse("PROXY " + std::string(100, 'x')).status == sc::proxy_status::need_more);
@@ -134,7 +135,9 @@ TEST_CASE("malformed PROXY v2 headers are refused", "[proxy_protocol]") {
     CHECK(refused(v2(0x22, 0x11, four)) == "PROXY v2 header: unknown command");
     CHECK(refused(v2(0x21, 0x41, four)) == "PROXY v2 header: unknown address family");
     CHECK(refused(v2(0x21, 0x13, four)) == "PROXY v2 header: unknown address family");
-    CHECK(refused(v2(0x21, 0x12, four)) == "PROXY v2 header: a datagram on a stream");
+    // A datagram's addresses are valid but not a TCP connection's: like UNSPEC, none is used.
+    CHECK(complete(v2(0x21, 0x12, four)).local);
+    CHECK(complete(v2(0x21, 0x22, std::vector<unsigned char>(36, 1))).local);
     CHECK(refused(v2(0x21, 0x11, {1, 2, 3, 4, 5, 6, 7, 8, 0, 1, 0})) ==
           "PROXY v2 header: IPv4 addresses need 12 bytes");
     CHECK(refused(v2(0x21, 0x21, four)) == "PROXY v2 header: IPv6 addresses need 36 bytes");

@@ -23,7 +23,8 @@ namespace socket_connector {
 struct proxy_header {
     int version = 0; ///< 1 (text) or 2 (binary)
     /// No address to use: a v2 LOCAL command (the proxy's own connection, a health check), a
-    /// v2 UNSPEC or UNIX family, or v1 `UNKNOWN`. The connection's own addresses stand.
+    /// v2 UNSPEC or UNIX family or datagram transport, or v1 `UNKNOWN`. The connection's own
+    /// addresses stand.
     bool local = false;
     asio::ip::tcp::endpoint source;      ///< the client, as the proxy saw it
     asio::ip::tcp::endpoint destination; ///< where the client connected to on the proxy
@@ -120,7 +121,9 @@ inline proxy_parse_result parse_proxy_v1(std::string_view received) noexcept {
     for (int i = 0; i < 2; ++i) {
         std::error_code ec;
         const std::string text(fields[1 + i]);
-        if (text.find('%') != std::string::npos) return proxy_invalid("PROXY v1 line: bad address");
+        // Digits, dots and colons only: no scope, and no NUL to end the text early.
+        if (text.find_first_not_of("0123456789abcdefABCDEF.:") != std::string::npos)
+            return proxy_invalid("PROXY v1 line: bad address");
         if (v4) {
             auto a = asio::ip::make_address_v4(text, ec);
             if (!ec) addresses[i] = a;
@@ -159,22 +162,22 @@ inline proxy_parse_result parse_proxy_v2(std::span<const unsigned char> in) noex
     const unsigned transport = family & 0x0F;
     if (af > 3 || transport > 2) return proxy_invalid("PROXY v2 header: unknown address family");
     // Decided before the body comes where the length alone tells.
-    if (command == 1 && af == 1 && transport == 1 && length < 12)
+    if (command == 1 && af == 1 && transport != 0 && length < 12)
         return proxy_invalid("PROXY v2 header: IPv4 addresses need 12 bytes");
-    if (command == 1 && af == 2 && transport == 1 && length < 36)
+    if (command == 1 && af == 2 && transport != 0 && length < 36)
         return proxy_invalid("PROXY v2 header: IPv6 addresses need 36 bytes");
     if (command == 1 && af == 3 && transport != 0 && length < 216)
         return proxy_invalid("PROXY v2 header: UNIX addresses need 216 bytes");
-    if (command == 1 && transport == 2)
-        return proxy_invalid("PROXY v2 header: a datagram on a stream");
     if (in.size() < 16 + length) return {};
     proxy_parse_result r;
     r.status = proxy_status::complete;
     r.length = 16 + length;
     r.header.version = 2;
     const unsigned char* body = in.data() + 16;
-    if (command == 0 || af == 0 || af == 3 || transport == 0) {
-        r.header.local = true; // LOCAL, UNSPEC or UNIX: the connection's own addresses stand
+    if (command == 0 || af == 0 || af == 3 || transport != 1) {
+        // LOCAL, UNSPEC, UNIX or a datagram (valid, but not what a TCP relay can name): the
+        // connection's own addresses stand, as the specification asks of a receiver.
+        r.header.local = true;
         return r;
     }
     if (af == 1) {
