@@ -15,7 +15,7 @@
 //
 //   A -> B: 12 bytes, B -> A: 6 bytes
 //   sockets: 2, connections: 1 (0 open), auth failures: 0, remote addresses: 127.0.0.1
-//   {"sockets_created":2,"bytes_a_to_b":12,"bytes_b_to_a":6,...}
+//   {"sockets_created":2,"sockets_accepted_a":1,"sockets_accepted_b":1,"bytes_a_to_b":12,...}
 //
 // Options: --host ADDR (the address both sides bind, default 0.0.0.0), --port-a N, --port-b N
 // (0 lets the system choose; the real ports are printed), --timeout SECS (grace period,

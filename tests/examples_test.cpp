@@ -173,11 +173,12 @@ asio::awaitable<void> stats_relay_reports_when_done() {
     auto out = relay->out();
     INFO("stdout: " << out);
     CHECK(out.find("A -> B: 300000 bytes, B -> A: 123457 bytes\n") != std::string::npos);
-    CHECK(out.find("{\"sockets_created\":2,\"bytes_a_to_b\":300000,\"bytes_b_to_a\":123457,"
-                   "\"connections_total\":1,\"connections_open\":0,\"sessions_paired\":0,"
-                   "\"auth_failures\":0,"
-                   "\"sockets_refused\":0,\"remote_addresses\":[\"127.0.0.1\"]}\n") !=
-          std::string::npos);
+    CHECK(out.find("{\"sockets_created\":2,\"sockets_accepted_a\":1,\"sockets_accepted_b\":1,"
+                   "\"bytes_a_to_b\":300000,\"bytes_b_to_a\":123457,\"connections_total\":1,"
+                   "\"connections_open\":0,\"sessions_paired\":0,\"sessions_open\":0,"
+                   "\"sessions_pending\":0,\"auth_failures\":0,\"auth_failures_a\":0,"
+                   "\"auth_failures_b\":0,\"sockets_refused\":0,\"pending_a\":0,\"pending_b\":0,"
+                   "\"remote_addresses\":[\"127.0.0.1\"]}\n") != std::string::npos);
 }
 
 asio::awaitable<void> stats_relay_reports_when_interrupted() {
@@ -186,7 +187,8 @@ asio::awaitable<void> stats_relay_reports_when_interrupted() {
     co_await port_of(*relay, 'B');
     relay->signal(SIGTERM);
     CHECK(co_await exit_of(*relay) == 0);
-    CHECK(relay->out().find("\"sockets_created\":0,\"bytes_a_to_b\":0") != std::string::npos);
+    CHECK(relay->out().find("\"sockets_created\":0,\"sockets_accepted_a\":0,"
+                            "\"sockets_accepted_b\":0,\"bytes_a_to_b\":0") != std::string::npos);
 }
 
 // ---- transform_relay --------------------------------------------------------------------------
