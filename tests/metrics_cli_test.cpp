@@ -185,9 +185,8 @@ asio::awaitable<void> answers_errors() {
 asio::awaitable<void> bad_address_or_port_in_use() {
     auto ex = co_await asio::this_coro::executor;
     auto taken = loopback_acceptor(ex);
-    auto cli = start_cli({"server-to-server", "--a", "127.0.0.1:0", "--b", "127.0.0.1:0",
-                          "--stats", "--metrics",
-                          fmt::format("127.0.0.1:{}", taken.local_endpoint().port())});
+    auto cli = start_cli({"server-to-server", "--a", "127.0.0.1:0", "--b", "127.0.0.1:0", "--stats",
+                          "--metrics", fmt::format("127.0.0.1:{}", taken.local_endpoint().port())});
     CHECK(co_await exit_of(*cli) == 1);
     CHECK(cli->err().find("--metrics: cannot listen on 127.0.0.1:") != std::string::npos);
     CHECK(cli->out().find("listening") == std::string::npos);
