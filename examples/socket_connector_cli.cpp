@@ -364,6 +364,13 @@ int serve(config cfg) {
     const std::chrono::microseconds spin = cfg.spin;
     const auto metrics_address = cfg.metrics;
     relay r(loops, std::move(cfg));
+    // What every exit does once the relay has stopped (or could not start): --stats, the reason.
+    auto finish = [&r] {
+        example::hold_exit_signals(); // while `r` (its signal_set) still exists
+        r.report();
+        if (r.exit_code() != 0) std::fprintf(stderr, "socket-connector: %s\n", r.error().c_str());
+        return r.exit_code();
+    };
     // --metrics: bound before anything else starts, so that a port in use is an exit 1 at once.
     std::unique_ptr<example::metrics_endpoint> metrics;
     if (metrics_address) {
@@ -372,9 +379,7 @@ int serve(config cfg) {
                                                                   [&r] { return r.stats_now(); });
         } catch (const std::exception& e) {
             r.fail(e.what()); // exit 1, with --stats printed as on any other exit
-            r.report();
-            std::fprintf(stderr, "socket-connector: %s\n", r.error().c_str());
-            return r.exit_code();
+            return finish();
         }
         example::print_line(
             fmt::format("metrics listening on {}\n", sc::to_string(metrics->local_endpoint())));
@@ -415,10 +420,7 @@ int serve(config cfg) {
     for (auto& t : pool)
         t.join();
     if (metrics) metrics->stop();
-    example::hold_exit_signals(); // while `r` (its signal_set) still exists
-    r.report();
-    if (r.exit_code() != 0) std::fprintf(stderr, "socket-connector: %s\n", r.error().c_str());
-    return r.exit_code();
+    return finish();
 }
 
 } // namespace
