@@ -67,7 +67,53 @@ asio::awaitable<void> unix_sockets_relay(std::string path_a, std::string path_b)
     co_await c->wait_closed();
 }
 
+/// A proxy on Unix sockets: B's PROXY header names no TCP address (v1 UNKNOWN, v2 LOCAL); an
+/// A with a header of its own hands its client on.
+asio::awaitable<void> unix_proxy_headers(std::string path_a, std::string path_b,
+                                         sc::proxy_version version, bool a_sends_one) {
+    auto ex = co_await asio::this_coro::executor;
+    local::acceptor target(ex, local::endpoint(path_b));
+    local_connector::options_type o;
+    o.a.endpoint = local::endpoint(path_a);
+    o.a.accept_proxy = a_sends_one;
+    o.b.endpoint = local::endpoint(path_b);
+    o.b.send_proxy = version;
+    o.multi = true;
+    auto c = co_await sc::server_to_socket<local>(ex, std::move(o));
+    local::socket a(ex);
+    co_await a.async_connect(local::endpoint(path_a), asio::use_awaitable);
+    const tcp::endpoint client{asio::ip::make_address("192.0.2.5"), 4000};
+    const tcp::endpoint reached{asio::ip::make_address("192.0.2.1"), 80};
+    std::string expected = sc::proxy_header_local(version);
+    if (a_sends_one) {
+        const auto head = sc::proxy_header_v1(client, reached);
+        co_await asio::async_write(a, asio::buffer(head), asio::use_awaitable);
+        expected = sc::proxy_header_text(version, client, reached);
+    }
+    auto b = co_await target.async_accept(asio::use_awaitable);
+    auto data = pattern(13, 100000);
+    auto got = co_await local_round(a, b, data);
+    REQUIRE(got.size() == expected.size() + data.size());
+    CHECK(std::string(got.data(), expected.size()) == expected);
+    CHECK(checksum(std::span<const char>(got).subspan(expected.size())) == checksum(data));
+    c->close();
+    co_await c->wait_closed();
+}
+
 } // namespace
+
+TEST_CASE("a proxy on Unix sockets sends PROXY headers naming no address, or A's client",
+          "[local][proxy_protocol]") {
+    for (auto version : {sc::proxy_version::v1, sc::proxy_version::v2})
+        for (bool a_sends_one : {false, true}) {
+            auto path_a = socket_path("pa");
+            auto path_b = socket_path("pb");
+            asio::io_context io;
+            run(io, unix_proxy_headers(path_a, path_b, version, a_sends_one));
+            std::filesystem::remove(path_a);
+            std::filesystem::remove(path_b);
+        }
+}
 
 TEST_CASE("Unix-domain sockets can be both sides of a connector", "[local]") {
     auto path_a = socket_path("a");

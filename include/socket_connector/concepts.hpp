@@ -6,6 +6,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -118,9 +119,23 @@ struct auth_result {
     std::string why{};
 };
 
+struct proxy_header; // proxy_protocol.hpp
+
+/// What a verifier is told about the socket it checks, beside the socket itself.
+struct auth_context {
+    /// The side whose port accepted the socket, or whose dialer connected it.
+    side_id side = side_id::a;
+    /// The peer as `host:port` (or a Unix socket's path): the client its PROXY header named,
+    /// when the socket began with one (`side_options::accept_proxy`), else the socket's peer.
+    std::string_view remote{};
+    /// The PROXY header the socket began with, or null (none was read).
+    const proxy_header* proxy = nullptr;
+};
+
 /// Decides whether a newly accepted or connected socket may be paired; may read and write it.
 ///
-/// For `V& v` and `Socket& s`: `co_await v(s)` yields an `auth_result`. The verifier runs on the
+/// For `V& v`, `Socket& s` and `const auth_context& c`: `co_await v(s, c)`, or `co_await v(s)`
+/// for a verifier that needs no context, yields an `auth_result`. The verifier runs on the
 /// connector's strand and is bounded by `auth_timeout`: when the time is up its pending operation
 /// on the socket is cancelled and the socket is closed, so a verifier must only wait on Asio
 /// operations (which honour cancellation). An exception counts as a failure. Model:
@@ -128,6 +143,9 @@ struct auth_result {
 template <class V, class Socket>
 concept auth_verifier = requires(V& v, Socket& s) {
     { v(s) } -> std::same_as<asio::awaitable<auth_result>>;
+}
+|| requires(V& v, Socket& s, const auth_context& c) {
+    { v(s, c) } -> std::same_as<asio::awaitable<auth_result>>;
 };
 
 /// The verifier that accepts every socket at once and reads nothing.
@@ -147,14 +165,24 @@ public:
     template <auth_verifier<Socket> V>
     requires(!std::same_as<std::remove_cvref_t<V>, any_auth_verifier>)
         any_auth_verifier(V v) // NOLINT: implicit by design
-        : verify_(std::move(v)) {}
+    {
+        if constexpr (requires(V & f, Socket & s, const auth_context& c) {
+                          { f(s, c) } -> std::same_as<asio::awaitable<auth_result>>;
+                      })
+            verify_ = std::move(v);
+        else
+            verify_ = [v = std::move(v)](Socket& s, const auth_context&) mutable { return v(s); };
+    }
 
     explicit operator bool() const noexcept { return static_cast<bool>(verify_); }
 
-    asio::awaitable<auth_result> operator()(Socket& socket) const { return verify_(socket); }
+    asio::awaitable<auth_result> operator()(Socket& socket,
+                                            const auth_context& context = {}) const {
+        return verify_(socket, context);
+    }
 
 private:
-    std::function<asio::awaitable<auth_result>(Socket&)> verify_;
+    std::function<asio::awaitable<auth_result>(Socket&, const auth_context&)> verify_;
 };
 
 } // namespace socket_connector

@@ -43,6 +43,7 @@
 #include <socket_connector/detail/options_argument.hpp>
 #include <socket_connector/detail/pairing.hpp>
 #include <socket_connector/detail/printable.hpp>
+#include <socket_connector/detail/proxy_reader.hpp>
 #include <socket_connector/detail/strand_event.hpp>
 #include <socket_connector/detail/use_tuple.hpp>
 #include <socket_connector/logging.hpp>
@@ -250,12 +251,21 @@ private:
     arrival_ptr wrap(side_id id, socket_type socket, const endpoint_type& remote, origin from,
                      std::string peer = {});
     void adopted(side_id id, socket_type socket, std::optional<auth_result> verdict,
-                 origin from = origin::adopted, std::string peer = {});
+                 origin from = origin::adopted, std::string peer = {},
+                 const proxy_header* told = nullptr);
     bool route_away(const arrival_ptr& a);
     void accepted(side_id id, socket_type socket, const endpoint_type& peer, bool unseen);
     std::string why_refuse(side_id id) const;
     asio::awaitable<void> admit(arrival_ptr a);
     asio::awaitable<bool> authenticate(const arrival_ptr& a);
+    template <class Endpoint>
+    void note_address(const Endpoint& remote);
+
+    // ---- the PROXY protocol (impl/connector_proxy_header.hpp) -------------------------------
+
+    void check_proxy_options() const;
+    bool sends_proxy_at_join(side_id id) const;
+    std::string send_proxy_header(side_type& to, const side_type& partner);
     std::string check_verdict(arrival& a, std::string key, std::optional<side_id> named);
     void failed_authentication(const arrival_ptr& a, std::string_view why);
     void admit_or_enqueue(arrival_ptr a, bool unseen);
@@ -400,3 +410,4 @@ using connector = basic_connector<asio::ip::tcp, asio::any_io_executor>;
 #include <socket_connector/impl/connector.hpp>
 #include <socket_connector/impl/connector_lifecycle.hpp>
 #include <socket_connector/impl/connector_proxy.hpp>
+#include <socket_connector/impl/connector_proxy_header.hpp>

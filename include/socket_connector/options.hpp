@@ -18,6 +18,7 @@
 #include <socket_connector/concepts.hpp>
 #include <socket_connector/keep_alive.hpp>
 #include <socket_connector/logging.hpp>
+#include <socket_connector/proxy_protocol.hpp>
 
 namespace socket_connector {
 
@@ -66,7 +67,7 @@ private:
 /// turn when connecting.
 ///
 /// Fields in the order designated initialisers must follow: `endpoint`, `host`, `port`, `auth`,
-/// `transform`, `keepalive`, `reuse_port`, `backlog`.
+/// `transform`, `keepalive`, `reuse_port`, `backlog`, `accept_proxy`, `send_proxy`.
 template <class Protocol, class Executor = asio::any_io_executor>
 struct basic_side_options {
     using socket_type = asio::basic_stream_socket<Protocol, Executor>;
@@ -88,6 +89,21 @@ struct basic_side_options {
     /// A server side: the listen backlog, how many connections the kernel queues before they
     /// are accepted (Dart's `backlog`). 0: the system's maximum (`SOMAXCONN`).
     int backlog = 0;
+    /// A server side: each socket it accepts must begin with a PROXY protocol header (v1 or v2,
+    /// HAProxy's specification), read before its auth verifier and within `auth_timeout`. The
+    /// client the header names becomes the side's peer: in logs, `remote()`, the stats'
+    /// addresses, a verifier's `auth_context` and a PROXY header sent for it. A missing,
+    /// malformed or late header closes the socket with a logged reason (a refusal); nothing of
+    /// it is relayed. Only for connections from a proxy that sends one: anybody who can reach
+    /// the port can name any address.
+    bool accept_proxy = false;
+    /// A socket side: a PROXY header to send before any other byte (v1 text or v2 binary, as
+    /// HAProxy's `send-proxy` and `send-proxy-v2`), naming the partner's peer as the source (as
+    /// the relay saw it, or as the partner's own PROXY header said) and the address it
+    /// connected to as the destination. A proxy (`multi`) sends it as soon as B is connected,
+    /// before B's verifier; a side dialed up front, when its pair forms (so it may have no
+    /// verifier). A partner with no TCP addresses (a Unix socket): v1 `UNKNOWN`, v2 LOCAL.
+    proxy_version send_proxy = proxy_version::none;
 };
 
 /// Counts that several connectors add up, so that their `max_connections` and `max_pending`

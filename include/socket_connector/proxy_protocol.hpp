@@ -19,6 +19,10 @@
 
 namespace socket_connector {
 
+/// Which PROXY header a socket side sends (`side_options::send_proxy`): none, v1 text or v2
+/// binary.
+enum class proxy_version { none, v1, v2 };
+
 /// What a PROXY header says about the connection it precedes.
 struct proxy_header {
     int version = 0; ///< 1 (text) or 2 (binary)
@@ -267,6 +271,25 @@ inline std::string proxy_header_v2(const asio::ip::tcp::endpoint& source,
         out += static_cast<char>(port & 0xFF);
     }
     return out;
+}
+
+/// A header that names no address: v1 `PROXY UNKNOWN`, or v2 with the LOCAL command (what a
+/// proxy sends when it has no TCP addresses to name; the receiver keeps the connection's own).
+inline std::string proxy_header_local(proxy_version version) {
+    if (version == proxy_version::v1) return "PROXY UNKNOWN\r\n";
+    std::string out(proxy_v2_signature.begin(), proxy_v2_signature.end());
+    out += static_cast<char>(0x20); // version 2, LOCAL
+    out += '\0';                    // UNSPEC
+    out += '\0';
+    out += '\0'; // no address block
+    return out;
+}
+
+/// The header of `version` (v1 or v2) for a client at `source` that connected to `destination`.
+inline std::string proxy_header_text(proxy_version version, const asio::ip::tcp::endpoint& source,
+                                     const asio::ip::tcp::endpoint& destination) {
+    return version == proxy_version::v1 ? proxy_header_v1(source, destination)
+                                        : proxy_header_v2(source, destination);
 }
 
 } // namespace socket_connector

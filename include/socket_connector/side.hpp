@@ -1,6 +1,7 @@
 #pragma once
 
 #include <atomic>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -9,6 +10,8 @@
 #include <asio/ip/tcp.hpp>
 
 #include <socket_connector/concepts.hpp>
+#include <socket_connector/detail/socket_options.hpp>
+#include <socket_connector/proxy_protocol.hpp>
 #include <socket_connector/side_id.hpp>
 
 namespace socket_connector {
@@ -47,8 +50,12 @@ public:
     side_id id() const noexcept { return id_; }
     /// 'A' or 'B'.
     char name() const noexcept { return id_ == side_id::a ? 'A' : 'B'; }
-    /// The peer, as `host:port` (or a Unix socket's path).
+    /// The peer, as `host:port` (or a Unix socket's path): the client its PROXY header named,
+    /// when it began with one.
     const std::string& remote() const noexcept { return remote_; }
+    /// The PROXY header the side's socket began with (a server side with `accept_proxy`), or
+    /// null. Read it on the connector's strand, or once the side is joined.
+    const proxy_header* proxied() const noexcept { return proxied_.get(); }
     side_state state() const noexcept { return state_.load(); }
     /// The socket. Only touch it from the connector's strand before the side is joined (in an
     /// auth verifier or `before_joining`); once joined, the connection owns it. It is
@@ -76,9 +83,16 @@ private:
         socket_.close(ignored);
     }
 
+    /// Takes the PROXY header the socket began with; one naming an address makes it the peer.
+    void set_proxied(const proxy_header& header) {
+        proxied_ = std::make_unique<proxy_header>(header);
+        if (!header.local) remote_ = detail::to_string(header.source);
+    }
+
     socket_type socket_;
     std::string remote_;
-    side_id id_; // beside the state: no padding after either
+    std::unique_ptr<proxy_header> proxied_; // a pointer: most sides have none
+    side_id id_;                            // beside the state: no padding after either
     // Atomic: the connector's strand and the connection's strand both look at it.
     std::atomic<side_state> state_{side_state::authenticating};
 };

@@ -1,7 +1,8 @@
 #pragma once
 
-// Admission: a new side's auth verifier, run under `auth_timeout`. The verifier may read and
-// write the socket; what it read past its own message (its leftover) is relayed first.
+// Admission: a new side's PROXY header and auth verifier, run under `auth_timeout`. The verifier
+// may read and write the socket; what it read past its own message (its leftover) is relayed
+// first.
 
 #include <chrono>
 #include <exception>
@@ -33,28 +34,29 @@ struct admission {
     std::optional<side_id> side; ///< the side the verifier says the socket is
 };
 
-/// Runs a verifier, turning its exception into a failure.
-template <class Socket>
-asio::awaitable<auth_result> verify_caught(const any_auth_verifier<Socket>& verify, Socket& socket,
-                                           std::string& failure) {
+/// Runs a check (a verifier, maybe after reading a PROXY header), turning its exception into a
+/// failure.
+template <class Check>
+asio::awaitable<auth_result> check_caught(Check& check, std::string& failure) {
     try {
-        co_return co_await verify(socket);
+        co_return co_await check();
     } catch (const std::exception& e) {
         failure = e.what();
     }
     co_return auth_result{};
 }
 
-/// Runs `verify` on `socket`, bounded by `timeout` (a timer on `strand`): when the timer comes
-/// first, whatever operation the verifier awaits is cancelled (terminal cancellation), and the
-/// socket fails with "timed out" once the verifier has returned.
+/// Runs `check()` (it yields an `auth_result`; it lives until this completes), bounded by
+/// `timeout` (a timer on `strand`): when the timer comes first, whatever operation the check
+/// awaits is cancelled (terminal cancellation), and the socket fails with "timed out" once the
+/// check has returned.
 ///
-/// The verifier runs as a child coroutine whose cancellation slot the timer's handler signals:
+/// The check runs as a child coroutine whose cancellation slot the timer's handler signals:
 /// one child and one timer wait per socket, and no exception on the way, where racing the two
 /// with `||` took two children, a parallel group, and an exception for the cancelled timer.
-template <class Socket>
-asio::awaitable<admission> admit(const any_auth_verifier<Socket>& verify, Socket& socket,
-                                 std::chrono::milliseconds timeout, asio::any_io_executor strand) {
+template <class Check>
+asio::awaitable<admission> admit(Check& check, std::chrono::milliseconds timeout,
+                                 asio::any_io_executor strand) {
     // The timer's handler may run after this frame has gone (a wait already queued when the
     // timer is cancelled): what it touches is shared.
     struct deadline {
@@ -73,7 +75,7 @@ asio::awaitable<admission> admit(const any_auth_verifier<Socket>& verify, Socket
     auth_result verdict;
     try {
         verdict = co_await asio::co_spawn(
-            strand, verify_caught(verify, socket, result.failure),
+            strand, check_caught(check, result.failure),
             asio::bind_cancellation_slot(state->signal.slot(), asio::use_awaitable));
     } catch (const std::exception& e) {
         if (result.failure.empty()) result.failure = e.what();

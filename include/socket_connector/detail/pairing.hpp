@@ -55,6 +55,8 @@ struct arrival {
     handoff in;
     /// The pairing key its verifier named; empty: first in, first out.
     std::string key;
+    /// A PROXY header is to be read from it before its verifier runs.
+    bool proxy_header_due = false;
     /// Its entry in the connector's pending deadlines, while it has one.
     std::optional<typename pending_deadlines<Side>::iterator> deadline;
 };

@@ -59,6 +59,7 @@ template <class Protocol, class Executor>
 asio::awaitable<void> basic_connector<Protocol, Executor>::start() {
     using namespace asio::experimental::awaitable_operators;
     // Results are named before use: g++ 12 mishandles temporaries in co_await expressions.
+    check_proxy_options();
     switch (mode_) {
     case connector_mode::server_to_server:
         co_await listen(side_id::a);
@@ -164,17 +165,15 @@ template <class Protocol, class Executor>
 detail::arrival_ptr<basic_side<Protocol, Executor>> basic_connector<Protocol, Executor>::wrap(
     side_id id, socket_type socket, const endpoint_type& remote, origin from, std::string peer) {
     // A routed socket was counted, and its address seen and written out, where it was accepted.
+    // One whose PROXY header is yet to be read: the address it names is the one seen.
+    const bool header_due =
+        side_opts(id).accept_proxy && (from == origin::accepted || from == origin::adopted);
     if (from != origin::routed) {
         peer = detail::to_string(remote);
         sockets_created_.fetch_add(1, std::memory_order_relaxed);
         if (from == origin::accepted)
             sockets_accepted_[index(id)].fetch_add(1, std::memory_order_relaxed);
-        std::lock_guard lock(addresses_mutex_);
-        if (remote_addresses_.size() < stats_address_limit) {
-            auto address = detail::address_of(remote);
-            if (seen_addresses_.insert(address).second)
-                remote_addresses_.push_back(std::move(address));
-        }
+        if (!header_due) note_address(remote);
     }
     std::error_code ec;
     if (!socket.non_blocking()) socket.non_blocking(true, ec); // a dial may have set it
@@ -191,6 +190,7 @@ detail::arrival_ptr<basic_side<Protocol, Executor>> basic_connector<Protocol, Ex
     }
     auto a = std::make_shared<arrival>(
         std::make_shared<side_type>(id, std::move(socket), std::move(peer)));
+    a->proxy_header_due = header_due;
     a->side->transformer = side_opts(id).transform();
     if (mode_ == connector_mode::one_server && from == origin::accepted) // side known once admitted
         info("accepted {}", a->side->remote());
@@ -217,7 +217,7 @@ void basic_connector<Protocol, Executor>::accepted(side_id id, socket_type socke
 /// wait for: no coroutine).
 template <class Protocol, class Executor>
 void basic_connector<Protocol, Executor>::admit_or_enqueue(arrival_ptr a, bool unseen) {
-    if (side_opts(a->side->id()).auth)
+    if (side_opts(a->side->id()).auth || a->proxy_header_due)
         spawn(admit(std::move(a)));
     else
         enqueue(std::move(a), unseen);
@@ -237,7 +237,7 @@ void basic_connector<Protocol, Executor>::adopt(side_id id, socket_type socket,
 template <class Protocol, class Executor>
 void basic_connector<Protocol, Executor>::adopted(side_id id, socket_type socket,
                                                   std::optional<auth_result> verdict, origin from,
-                                                  std::string peer) {
+                                                  std::string peer, const proxy_header* told) {
     std::error_code ec;
     endpoint_type remote;
     if (from != origin::routed) remote = socket.remote_endpoint(ec); // routed: `peer` says it
@@ -255,7 +255,12 @@ void basic_connector<Protocol, Executor>::adopted(side_id id, socket_type socket
         return;
     }
     auto a = wrap(id, std::move(socket), remote, from, std::move(peer));
+    if (told) a->side->proxied_ = std::make_unique<proxy_header>(*told);
     if (!verdict) return admit_or_enqueue(std::move(a), false);
+    if (a->proxy_header_due) { // the application read the socket's first bytes itself
+        a->proxy_header_due = false;
+        note_address(remote);
+    }
     if (!verdict->ok)
         return failed_authentication(a, verdict->why.empty() ? "rejected" : verdict->why);
     a->in.early = std::move(verdict->leftover);
@@ -312,16 +317,50 @@ asio::awaitable<bool> basic_connector<Protocol, Executor>::authenticate(const ar
     auto& joining = *a->side;
     const auto id = joining.id();
     const auto& verify = side_opts(id).auth;
-    if (!verify) co_return true;
+    if (!verify && !a->proxy_header_due) co_return true;
     authenticating_.insert(a);
     ++authenticating_count_[index(id)];
     publish_counts();
-    auto result = co_await detail::admit(verify, joining.socket_, opts_.auth_timeout, strand_);
+    // The PROXY header (if one is due), then the verifier (if any), under one deadline.
+    std::string bad_header;
+    auto check = [&]() -> asio::awaitable<auth_result> {
+        if (a->proxy_header_due) {
+            auto got = co_await detail::read_proxy_header(joining.socket_);
+            if (!got.error.empty()) {
+                bad_header = std::move(got.error);
+                co_return auth_result{};
+            }
+            a->proxy_header_due = false;
+            info("{}: {} sent a PROXY header{}{}", to_string(id), joining.remote(),
+                 got.header.local ? " naming no address" : " for ",
+                 got.header.local ? std::string() : detail::to_string(got.header.source));
+            joining.set_proxied(got.header);
+            if (!got.header.local) {
+                note_address(got.header.source);
+            } else {
+                std::error_code ec;
+                auto remote = joining.socket_.remote_endpoint(ec);
+                if (!ec) note_address(remote);
+            }
+        }
+        if (!verify) co_return auth_result{.ok = true, .leftover = {}};
+        const auth_context context{
+            .side = id, .remote = joining.remote(), .proxy = joining.proxied()};
+        co_return co_await verify(joining.socket_, context);
+    };
+    auto result = co_await detail::admit(check, opts_.auth_timeout, strand_);
     authenticating_.erase(a);
     --authenticating_count_[index(id)];
     publish_counts();
     if (lifecycle_.closing() || joining.state() == side_state::closed) {
         joining.close();
+        co_return false;
+    }
+    if (a->proxy_header_due) { // no header: a refusal, not a failed authentication
+        if (bad_header.empty() || result.failure == "timed out")
+            bad_header =
+                fmt::format("none within {} ms (auth_timeout)", opts_.auth_timeout.count());
+        refuse(a, fmt::format("PROXY header: {}", bad_header));
         co_return false;
     }
     if (!result.admitted) {
@@ -333,9 +372,21 @@ asio::awaitable<bool> basic_connector<Protocol, Executor>::authenticate(const ar
         refuse(a, why);
         co_return false;
     }
-    info("{}: {} authenticated{}{}", to_string(joining.id()), joining.remote(),
-         a->key.empty() ? "" : " for session ", a->key);
+    if (verify)
+        info("{}: {} authenticated{}{}", to_string(joining.id()), joining.remote(),
+             a->key.empty() ? "" : " for session ", a->key);
     co_return !route_away(a);
+}
+
+/// Adds a peer's address to the stats' list, unless it is there or the list is full.
+template <class Protocol, class Executor>
+template <class Endpoint>
+void basic_connector<Protocol, Executor>::note_address(const Endpoint& remote) {
+    std::lock_guard lock(addresses_mutex_);
+    if (remote_addresses_.size() < stats_address_limit) {
+        auto address = detail::address_of(remote);
+        if (seen_addresses_.insert(address).second) remote_addresses_.push_back(std::move(address));
+    }
 }
 
 /// Closes a side its verifier (or the application's verdict) turned down; a side dialed up
@@ -384,8 +435,10 @@ bool basic_connector<Protocol, Executor>::route_away(const arrival_ptr& a) {
     verdict.leftover = std::move(a->in.early);
     verdict.key = std::move(a->key);
     verdict.side = id;
+    std::optional<proxy_header> told; // its PROXY header goes with it
+    if (a->side->proxied_) told = *a->side->proxied_;
     asio::post(to->strand_, [to, id, protocol, handle, verdict = std::move(verdict),
-                             peer = std::move(a->side->remote_)]() mutable {
+                             peer = std::move(a->side->remote_), told]() mutable {
         socket_type moved(to->ex_);
         std::error_code failed;
         detail::take_released(moved, protocol, handle, failed);
@@ -393,7 +446,8 @@ bool basic_connector<Protocol, Executor>::route_away(const arrival_ptr& a) {
             return to->log(log_level::warning,
                            "{}: a socket moved here could not be registered: {}", to_string(id),
                            failed.message());
-        to->adopted(id, std::move(moved), std::move(verdict), origin::routed, std::move(peer));
+        to->adopted(id, std::move(moved), std::move(verdict), origin::routed, std::move(peer),
+                    told ? &*told : nullptr);
     });
     return true;
 }
@@ -518,6 +572,18 @@ void basic_connector<Protocol, Executor>::join(arrival_ptr a, arrival_ptr b) {
             opts_.before_joining(*c);
         } catch (const std::exception& e) {
             log(log_level::error, "connection {}: before_joining failed: {}", id, e.what());
+            a->side->close();
+            b->side->close();
+            pairing_.release(c->key());
+            update_counts();
+            return maybe_finish();
+        }
+    }
+    for (const auto* to : {&a->side, &b->side}) {
+        if (!sends_proxy_at_join((*to)->id())) continue;
+        const auto& partner = to == &a->side ? *b->side : *a->side;
+        if (auto why = send_proxy_header(**to, partner); !why.empty()) {
+            log(log_level::warning, "connection {}: {}", id, why);
             a->side->close();
             b->side->close();
             pairing_.release(c->key());

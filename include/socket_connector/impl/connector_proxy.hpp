@@ -17,8 +17,10 @@ template <class Protocol, class Executor>
 void basic_connector<Protocol, Executor>::dial_for(arrival_ptr a, bool unseen) {
     if (auto ec = detail::read_sent(*a, unseen, opts_.io_run_by_one_thread))
         return drop(a, ec.message());
-    // With a verifier for B, B's authentication goes first, and B may be the one to speak.
-    const bool data_first = !a->in.early.empty() && !opts_.b.auth;
+    // With a verifier for B, B's authentication goes first, and B may be the one to speak;
+    // with a PROXY header for B, the header does.
+    const bool data_first =
+        !a->in.early.empty() && !opts_.b.auth && opts_.b.send_proxy == proxy_version::none;
     // Only bytes that go out unchanged: no transformer, no traffic log, and no hook that could
     // set a transformer for the pair first.
     const bool send_ahead =
@@ -46,6 +48,13 @@ void basic_connector<Protocol, Executor>::dialed_for(arrival_ptr a, std::error_c
         return drop(a, "");
     }
     auto b = wrap(side_id::b, std::move(socket), remote, origin::dialed);
+    if (opts_.b.send_proxy != proxy_version::none) {
+        if (auto why = send_proxy_header(*b->side, *a->side); !why.empty()) {
+            log(log_level::warning, "B: {}; closing A {}", why, a->side->remote());
+            b->side->close();
+            return drop(a, "");
+        }
+    }
     if (opts_.b.auth) return spawn(authenticate_then_pair(std::move(a), std::move(b)));
     b->in.short_read = true; // just connected: nothing read from it yet
     // Connected in the handler that registered the socket with the event loop: no epoll_wait has
