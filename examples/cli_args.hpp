@@ -58,6 +58,13 @@ MODE: server-to-server | server-to-socket | socket-to-server | socket-to-socket
                            closes
   --auth-timeout SECS      how long a peer may take to authenticate (default 5)
   --connect-timeout SECS   how long an outbound connect may take (default 10)
+  --accept-proxy-a         a server side: each peer must begin with a PROXY protocol header
+  --accept-proxy-b         (v1 or v2, as HAProxy's send-proxy writes it), read within
+                           --auth-timeout; the client it names is the peer in logs and stats.
+                           A peer without a valid one is closed, the relay goes on
+  --send-proxy-a v1|v2     a socket side: send a PROXY header (v1 text or v2 binary) naming
+  --send-proxy-b v1|v2     the other side's peer, before any relayed byte, as HAProxy's
+                           send-proxy does (with --auth-X: server-to-socket --multi only)
   --threads N              threads running the relay (default: one per core); with
                            server-to-socket --multi, one event loop per thread, each
                            accepting on the address (SO_REUSEPORT) and relaying its own pairs
@@ -89,8 +96,9 @@ code); the two sides of each session are joined, sessions never cross.
   --pending-timeout SECS   close a side whose partner has not come (default 60; 0: never)
   --max-sessions N         at most N sessions waiting or paired (default 0: no limit)
   --timeout defaults to 0 here (serve until a signal); --auth-timeout bounds the token line.
-  The options above from --timeout to --metrics apply, except --multi, --auth-a/b and
-  --connect-timeout. `socket-connector token --help` tells how to make a token.
+  The options above from --timeout to --metrics apply, except --multi, --auth-a/b,
+  --connect-timeout and --send-proxy-a/b; --accept-proxy-a is for --listen's port,
+  --accept-proxy-b for --listen-b's. `socket-connector token --help` tells how to make a token.
 
   -h, --help               print this help and exit
   --version                print the version and exit
@@ -270,10 +278,17 @@ inline std::optional<sc::keep_alive> parse_keep_alive(std::string_view text) {
 /// What `parse_args` returns: the configuration, or why the arguments are wrong.
 using parse_result = std::variant<config, std::string>;
 
+/// The PROXY protocol options, per side (A, B), until the sides' options are made.
+struct proxy_args {
+    bool accept[2] = {false, false};
+    sc::proxy_version send[2] = {sc::proxy_version::none, sc::proxy_version::none};
+};
+
 /// The rest of `rendezvous`: its ports and secret file. The verifiers are set by the program
 /// once it has read the secret.
 inline parse_result parse_rendezvous(config cfg, std::optional<std::string_view> listen,
-                                     std::optional<std::string_view> listen_b, bool timeout_given) {
+                                     std::optional<std::string_view> listen_b, bool timeout_given,
+                                     const proxy_args& proxy) {
     if (!listen) return "rendezvous needs --listen ADDR";
     if (cfg.secret_file.empty()) return "rendezvous needs --secret-file FILE";
     cfg.rendezvous = true;
@@ -292,6 +307,10 @@ inline parse_result parse_rendezvous(config cfg, std::optional<std::string_view>
         if (!parsed) return fmt::format("{} {}: {}", port.option, cli::quoted(*port.text), why);
         port.options = sc::server_side_options(*parsed);
     }
+    if (proxy.accept[1] && !listen_b)
+        return "--accept-proxy-b needs --listen-b (one port takes both sides: --accept-proxy-a)";
+    cfg.a.accept_proxy = proxy.accept[0];
+    cfg.b.accept_proxy = proxy.accept[1];
     cfg.a.keepalive = cfg.keepalive;
     cfg.b.keepalive = cfg.keepalive;
     return cfg;
@@ -311,6 +330,7 @@ inline parse_result parse_args(std::span<char* const> args) {
     std::vector<std::string> seen;
     bool keepalive_given = false;
     bool timeout_given = false;
+    proxy_args proxy;
 
     for (std::size_t i = 0; i < args.size(); ++i) {
         std::string_view arg = args[i] ? args[i] : "";
@@ -328,9 +348,9 @@ inline parse_result parse_args(std::span<char* const> args) {
         if (auto eq = arg.find('='); eq != std::string_view::npos)
             inline_value = arg.substr(eq + 1);
 
-        static constexpr std::string_view flags[] = {"--help",    "--version",     "--multi",
-                                                     "--verbose", "--log-traffic", "--no-keepalive",
-                                                     "--stats"};
+        static constexpr std::string_view flags[] = {
+            "--help",         "--version", "--multi",          "--verbose",       "--log-traffic",
+            "--no-keepalive", "--stats",   "--accept-proxy-a", "--accept-proxy-b"};
         static constexpr std::string_view valued[] = {"--a",
                                                       "--b",
                                                       "--timeout",
@@ -350,7 +370,9 @@ inline parse_result parse_args(std::span<char* const> args) {
                                                       "--secret-file",
                                                       "--pending-timeout",
                                                       "--max-sessions",
-                                                      "--metrics"};
+                                                      "--metrics",
+                                                      "--send-proxy-a",
+                                                      "--send-proxy-b"};
         bool is_flag = std::find(std::begin(flags), std::end(flags), name) != std::end(flags);
         bool has_value = std::find(std::begin(valued), std::end(valued), name) != std::end(valued);
         if (!is_flag && !has_value) return fmt::format("unknown option {}", cli::quoted(name));
@@ -370,6 +392,8 @@ inline parse_result parse_args(std::span<char* const> args) {
             if (name == "--verbose") cfg.verbose = true;
             if (name == "--log-traffic") cfg.log_traffic = true;
             if (name == "--stats") cfg.stats = true;
+            if (name == "--accept-proxy-a" || name == "--accept-proxy-b")
+                proxy.accept[name.back() == 'a' ? 0 : 1] = true;
             if (name == "--no-keepalive") {
                 if (keepalive_given) return "--keepalive and --no-keepalive exclude each other";
                 keepalive_given = true;
@@ -393,6 +417,11 @@ inline parse_result parse_args(std::span<char* const> args) {
             cfg.secret_file = std::string(value);
         } else if (name == "--b") {
             b_text = value;
+        } else if (name == "--send-proxy-a" || name == "--send-proxy-b") {
+            if (value != "v1" && value != "v2")
+                return fmt::format("{} needs v1 or v2 (got {})", name, cli::quoted(value));
+            proxy.send[name.back() == 'a' ? 0 : 1] =
+                value == "v1" ? sc::proxy_version::v1 : sc::proxy_version::v2;
         } else if (name == "--auth-a" || name == "--auth-b") {
             if (value.empty()) return fmt::format("{} needs a non-empty token", name);
             if (value.size() > max_token_length)
@@ -455,13 +484,13 @@ inline parse_result parse_args(std::span<char* const> args) {
 
     if (!mode_text) return "missing MODE";
     if (*mode_text == "rendezvous") {
-        for (std::string_view other :
-             {"--a", "--b", "--auth-a", "--auth-b", "--multi", "--connect-timeout"})
+        for (std::string_view other : {"--a", "--b", "--auth-a", "--auth-b", "--multi",
+                                       "--connect-timeout", "--send-proxy-a", "--send-proxy-b"})
             if (std::find(seen.begin(), seen.end(), other) != seen.end())
                 return fmt::format("{} does not apply to rendezvous (its clients send tokens; "
                                    "see --listen)",
                                    other);
-        return parse_rendezvous(std::move(cfg), listen_text, listen_b_text, timeout_given);
+        return parse_rendezvous(std::move(cfg), listen_text, listen_b_text, timeout_given, proxy);
     }
     for (std::string_view only :
          {"--listen", "--listen-b", "--secret-file", "--pending-timeout", "--max-sessions"})
@@ -506,6 +535,24 @@ inline parse_result parse_args(std::span<char* const> args) {
         // server side accepts: that peer must send the token line first.
         if (side.token) side.options.auth = sc::token_verifier(std::string(*side.token));
         side.options.keepalive = cfg.keepalive;
+        const int i = side.name == 'A' ? 0 : 1;
+        if (proxy.accept[i] && !server)
+            return fmt::format("--accept-proxy-{} applies to a server side (side {} connects "
+                               "out in {})",
+                               lower, side.name, *mode_text);
+        if (proxy.send[i] != sc::proxy_version::none && server)
+            return fmt::format("--send-proxy-{} applies to a socket side (side {} listens in {})",
+                               lower, side.name, *mode_text);
+        // Only a proxy's B is dialed for a partner already known: any other socket side is
+        // dialed first, and its token line would have to come before the header.
+        const bool dialed_for_partner = cfg.multi && side.name == 'B';
+        if (proxy.send[i] != sc::proxy_version::none && side.token && !dialed_for_partner)
+            return fmt::format("--send-proxy-{0} with --auth-{0} needs server-to-socket --multi "
+                               "(the header names side {1}'s partner, so side {1} must be dialed "
+                               "for one; here it is dialed before any partner comes)",
+                               lower, side.name);
+        side.options.accept_proxy = proxy.accept[i];
+        side.options.send_proxy = proxy.send[i];
     }
     return cfg;
 }

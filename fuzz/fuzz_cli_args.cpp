@@ -108,6 +108,9 @@ void check_side(const sc::side_options& side, bool server, bool auth_given) {
     // dialed side sends it.
     FUZZ_CHECK(!side.auth || auth_given);
     FUZZ_CHECK(!side.transform);
+    // A PROXY header is read by a side that listens and sent by one that dials.
+    FUZZ_CHECK(!side.accept_proxy || server);
+    FUZZ_CHECK(side.send_proxy == sc::proxy_version::none || !server);
 }
 
 void check_config(const cli::config& cfg, const std::vector<std::string>& words) {
@@ -148,6 +151,7 @@ void check_config(const cli::config& cfg, const std::vector<std::string>& words)
         FUZZ_CHECK(!cfg.multi);
         check_side(cfg.a, true, false);
         if (listen_b_given) check_side(cfg.b, true, false);
+        FUZZ_CHECK(!cfg.b.accept_proxy || listen_b_given);
         FUZZ_CHECK(cfg.pending_timeout == sc::no_timeout ||
                    (cfg.pending_timeout > 0ms && cfg.pending_timeout <= max_ms));
         FUZZ_CHECK(cfg.max_sessions <= cli::max_limit);
@@ -161,6 +165,9 @@ void check_config(const cli::config& cfg, const std::vector<std::string>& words)
     check_side(cfg.b, cli::is_server(cfg.mode, 'B'), auth_b_given);
     FUZZ_CHECK(cfg.a.keepalive == cfg.keepalive);
     FUZZ_CHECK(cfg.b.keepalive == cfg.keepalive);
+    // A header sent before a verifier's exchange must know the partner: only a proxy's B does.
+    FUZZ_CHECK(cfg.a.send_proxy == sc::proxy_version::none || !cfg.a.auth);
+    FUZZ_CHECK(cfg.b.send_proxy == sc::proxy_version::none || !cfg.b.auth || cfg.multi);
 
     auto o = cli::make_options(cfg);
     FUZZ_CHECK(o.verbose == cfg.verbose && o.log_traffic == cfg.log_traffic);
@@ -170,6 +177,8 @@ void check_config(const cli::config& cfg, const std::vector<std::string>& words)
     FUZZ_CHECK(o.max_pending == cfg.max_pending && o.max_connections == cfg.max_connections);
     FUZZ_CHECK(o.a.endpoint == cfg.a.endpoint && o.a.host == cfg.a.host && o.a.port == cfg.a.port);
     FUZZ_CHECK(o.b.endpoint == cfg.b.endpoint && o.b.host == cfg.b.host && o.b.port == cfg.b.port);
+    FUZZ_CHECK(o.a.accept_proxy == cfg.a.accept_proxy && o.b.accept_proxy == cfg.b.accept_proxy);
+    FUZZ_CHECK(o.a.send_proxy == cfg.a.send_proxy && o.b.send_proxy == cfg.b.send_proxy);
 }
 
 cli::parse_result parse(std::vector<std::string>& words) {

@@ -194,6 +194,10 @@ TEST_CASE("the usage text lists every option the parser knows", "[cli_args]") {
                              "--drain-timeout SECS",
                              "--stats",
                              "--metrics ADDR",
+                             "--accept-proxy-a",
+                             "--accept-proxy-b",
+                             "--send-proxy-a v1|v2",
+                             "--send-proxy-b v1|v2",
                              "-h, --help",
                              "--version"}) {
         INFO(flag);
@@ -334,4 +338,54 @@ TEST_CASE("parse_args: --metrics takes an address in every mode and rendezvous",
     CHECK(rejected(with({"--metrics"})) == "--metrics needs a value");
     CHECK(rejected(with({"--metrics", ":1", "--metrics", ":2"})) ==
           "--metrics is given more than once");
+}
+
+TEST_CASE("parse_args: --accept-proxy-X on server sides, --send-proxy-X v1|v2 on socket sides",
+          "[cli_args]") {
+    auto none = accepted(with({}));
+    CHECK(!none.a.accept_proxy);
+    CHECK(none.b.send_proxy == sc::proxy_version::none);
+    auto both = accepted(with({"--accept-proxy-a", "--accept-proxy-b"}));
+    CHECK(both.a.accept_proxy);
+    CHECK(both.b.accept_proxy);
+    auto proxy = accepted({"server-to-socket", "--a", ":0", "--b", "127.0.0.1:9", "--multi",
+                           "--accept-proxy-a", "--send-proxy-b", "v2", "--auth-b", "t"});
+    CHECK(proxy.a.accept_proxy);
+    CHECK(proxy.b.send_proxy == sc::proxy_version::v2);
+    auto o = cli::make_options(proxy);
+    CHECK(o.a.accept_proxy);
+    CHECK(o.b.send_proxy == sc::proxy_version::v2);
+    auto dialed = accepted({"socket-to-socket", "--a", "127.0.0.1:1", "--b", "127.0.0.1:2",
+                            "--send-proxy-a=v1", "--send-proxy-b=v2"});
+    CHECK(dialed.a.send_proxy == sc::proxy_version::v1);
+    CHECK(dialed.b.send_proxy == sc::proxy_version::v2);
+
+    CHECK(rejected(with({"--send-proxy-a", "v1"})) ==
+          "--send-proxy-a applies to a socket side (side A listens in server-to-server)");
+    CHECK(rejected({"server-to-socket", "--a", ":0", "--b", "127.0.0.1:9", "--accept-proxy-b"}) ==
+          "--accept-proxy-b applies to a server side (side B connects out in server-to-socket)");
+    CHECK(rejected({"server-to-socket", "--a", ":0", "--b", "127.0.0.1:9", "--send-proxy-b",
+                    "v3"}) == "--send-proxy-b needs v1 or v2 (got \"v3\")");
+    CHECK(rejected({"server-to-socket", "--a", ":0", "--b", "127.0.0.1:9", "--send-proxy-b"}) ==
+          "--send-proxy-b needs a value");
+    CHECK(rejected(with({"--accept-proxy-a=yes"})) == "--accept-proxy-a takes no value");
+    // A side dialed before its partner exists cannot put the header before its token line.
+    CHECK(rejected({"socket-to-server", "--a", "127.0.0.1:9", "--b", ":0", "--send-proxy-a", "v1",
+                    "--auth-a", "t"})
+              .starts_with("--send-proxy-a with --auth-a needs server-to-socket --multi"));
+    CHECK(rejected({"server-to-socket", "--a", ":0", "--b", "127.0.0.1:9", "--send-proxy-b", "v1",
+                    "--auth-b", "t"})
+              .starts_with("--send-proxy-b with --auth-b needs server-to-socket --multi"));
+
+    // rendezvous: --accept-proxy-a for --listen, --accept-proxy-b for --listen-b.
+    auto one = accepted({"rendezvous", "--listen", ":0", "--secret-file", "s", "--accept-proxy-a"});
+    CHECK(one.a.accept_proxy);
+    auto two = accepted({"rendezvous", "--listen", ":0", "--listen-b", ":0", "--secret-file", "s",
+                         "--accept-proxy-b"});
+    CHECK(!two.a.accept_proxy);
+    CHECK(two.b.accept_proxy);
+    CHECK(rejected({"rendezvous", "--listen", ":0", "--secret-file", "s", "--accept-proxy-b"})
+              .starts_with("--accept-proxy-b needs --listen-b"));
+    CHECK(rejected({"rendezvous", "--listen", ":0", "--secret-file", "s", "--send-proxy-b", "v1"})
+              .starts_with("--send-proxy-b does not apply to rendezvous"));
 }

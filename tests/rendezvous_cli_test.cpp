@@ -201,6 +201,45 @@ asio::awaitable<void> a_rendezvous_on_one_port() {
     CHECK(stats_field(json, "auth_failures") == 1);
 }
 
+/// Clients behind a proxy: each begins with a PROXY header, then its token. Two event loops, so
+/// sides move to their session's loop with the client their header named.
+asio::awaitable<void> clients_behind_a_proxy() {
+    secret_file secret("proxied");
+    auto cli = start_cli({"rendezvous", "--listen", "127.0.0.1:0", "--secret-file",
+                          secret.path.string(), "--accept-proxy-a", "--threads", "2", "--stats"});
+    auto port = co_await started_port(*cli, 0);
+    std::vector<std::string> named;
+    for (int i = 0; i < 6; ++i) {
+        auto session = fmt::format("proxied-{}", i);
+        auto ta = co_await command_token(secret, session, "A");
+        auto tb = co_await command_token(secret, session, "B");
+        const tcp::endpoint reached{asio::ip::make_address("192.0.2.1"), 443};
+        const tcp::endpoint client_a{asio::ip::make_address(fmt::format("192.0.2.{}", 10 + i)),
+                                     static_cast<unsigned short>(5000 + i)};
+        const tcp::endpoint client_b{asio::ip::make_address(fmt::format("192.0.2.{}", 100 + i)),
+                                     static_cast<unsigned short>(6000 + i)};
+        named.push_back(client_a.address().to_string());
+        named.push_back(client_b.address().to_string());
+        // A with a v1 header, B with a v2 one.
+        const auto head_a = sc::proxy_header_v1(client_a, reached) + ta;
+        const auto head_b = sc::proxy_header_v2(client_b, reached) + tb;
+        auto from_a = pattern(static_cast<std::uint64_t>(i) + 300, 100'000);
+        auto from_b = pattern(static_cast<std::uint64_t>(i) + 400, 70'000);
+        auto [at_a, at_b] = co_await (client(port, head_a, from_a) && client(port, head_b, from_b));
+        CHECK(checksum(at_b) == checksum(from_a));
+        CHECK(checksum(at_a) == checksum(from_b));
+    }
+    cli->signal(SIGTERM);
+    CHECK(co_await exit_of(*cli) == 0);
+    auto json = stats_line(cli->out());
+    INFO(json);
+    CHECK(stats_field(json, "sessions_paired") == 6);
+    CHECK(stats_field(json, "sockets_refused") == 0);
+    for (const auto& address : named)
+        CHECK(json.find(fmt::format("\"{}\"", address)) != std::string::npos);
+    CHECK(json.find("127.0.0.1") == std::string::npos); // the proxy's own address is never seen
+}
+
 /// Real ncat clients: each sends its token line and a file, and gets the other's.
 asio::awaitable<void> ncat_clients_meet() {
     secret_file secret("ncat");
@@ -532,6 +571,12 @@ TEST_CASE("socket-connector token mints what the library checks, and refuses bad
 TEST_CASE("socket-connector rendezvous pairs sessions on one port", "[cli][rendezvous]") {
     asio::io_context io;
     run(io, a_rendezvous_on_one_port(), 60s);
+}
+
+TEST_CASE("socket-connector rendezvous --accept-proxy-a takes clients behind a proxy",
+          "[cli][rendezvous][proxy_protocol]") {
+    asio::io_context io;
+    run(io, clients_behind_a_proxy(), 60s);
 }
 
 TEST_CASE("ncat clients meet through socket-connector rendezvous", "[cli][rendezvous][ncat]") {
