@@ -214,15 +214,15 @@ asio::awaitable<void> bad_headers_are_refused() {
     co_await c->wait_closed();
 }
 
-/// Clients that connect and send nothing: each waits at most `auth_timeout` for its header,
-/// counted against `max_pending` meanwhile.
+/// Clients that connect and send nothing, or part of a header: each waits at most
+/// `auth_timeout` for its header, counted against `max_pending` meanwhile.
 asio::awaitable<void> silent_clients_time_out() {
     auto ex = co_await asio::this_coro::executor;
     log_capture logs;
     sc::options o = loopback_options();
     o.logger = logs.logger();
     o.a.accept_proxy = true;
-    o.auth_timeout = 300ms;
+    o.auth_timeout = 2s;
     o.max_pending = 2;
     auto c = co_await sc::server_to_server(ex, std::move(o));
     auto s1 = co_await connect_to(c->side_a_port());
@@ -230,13 +230,21 @@ asio::awaitable<void> silent_clients_time_out() {
     // Both wait for their header, counted as pending (pending_a() counts admitted sides only).
     CHECK(co_await eventually([&] { return c->stats().sockets_accepted_a == 2; }));
     co_await closed_unanswered(c->side_a_port(), "", false); // the third: max_pending
-    const bool closed1 = co_await closed_within(s1, 3s);
-    const bool closed2 = co_await closed_within(s2, 3s);
+    CHECK(c->stats().sockets_refused == 1);
+    CHECK(logs.contains("(max_pending)"));
+    const bool closed1 = co_await closed_within(s1, 5s);
+    const bool closed2 = co_await closed_within(s2, 5s);
     CHECK(closed1);
     CHECK(closed2);
-    CHECK(logs.contains("PROXY header: none within 300 ms (auth_timeout)"));
-    CHECK(logs.contains("(max_pending)"));
-    CHECK(co_await eventually([&] { return c->pending_a() == 0; }));
+    CHECK(logs.contains("PROXY header: none within 2000 ms (auth_timeout)"));
+    // One that has sent part of a header when its time runs out.
+    auto s3 = co_await connect_to(c->side_a_port());
+    co_await send_text(s3, "PROXY TCP4 1.2", false);
+    const bool closed3 = co_await closed_within(s3, 5s);
+    CHECK(closed3);
+    CHECK(logs.contains("PROXY header: incomplete within 2000 ms (auth_timeout; 14 bytes)"));
+    CHECK(co_await eventually([&] { return c->stats().sockets_refused == 4; }));
+    CHECK(c->stats().auth_failures == 0);
     c->close();
     co_await c->wait_closed();
 }

@@ -90,10 +90,10 @@ asio::awaitable<std::string> python_token(const secret_file& secret, std::string
 }
 
 /// One client: its token line and `payload`, then its end of stream; what the other side sent.
-asio::awaitable<std::vector<char>> client(unsigned short port, std::string token,
-                                          std::vector<char> payload) {
+asio::awaitable<std::vector<char>> client(unsigned short port, std::string_view token,
+                                          const std::vector<char>& payload) {
     auto s = co_await connect_to(port);
-    auto out = concat(token + "\n", payload);
+    auto out = concat(std::string(token) + "\n", payload);
     co_return co_await send_and_receive(s, out);
 }
 

@@ -176,9 +176,15 @@ public:
 
     explicit operator bool() const noexcept { return static_cast<bool>(verify_); }
 
-    asio::awaitable<auth_result> operator()(Socket& socket,
-                                            const auth_context& context = {}) const {
+    /// Runs the verifier; a two-argument one is told `context`, which must outlive the
+    /// awaitable (a coroutine keeps the reference).
+    asio::awaitable<auth_result> operator()(Socket& socket, const auth_context& context) const {
         return verify_(socket, context);
+    }
+    /// Runs the verifier with an empty context (side A, no peer named, no PROXY header).
+    asio::awaitable<auth_result> operator()(Socket& socket) const {
+        static const auth_context none{};
+        return verify_(socket, none);
     }
 
 private:

@@ -150,8 +150,10 @@ public:
     /// `verdict` the side's auth verifier runs on it. With one, the application has run its own
     /// handshake and the verifier is skipped: `leftover` (what it read past its handshake) is
     /// relayed first, and `key` and `side` pair it as a verifier's would (`side` defaults to
-    /// `id`); a verdict that is not `ok` closes it as a failed authentication. The socket must
-    /// be connected and use this connector's event loop. Safe from any thread.
+    /// `id`); a verdict that is not `ok` closes it as a failed authentication. With
+    /// `accept_proxy` on that side, a socket without a verdict has its PROXY header read first;
+    /// one with a verdict does not. The socket must be connected and use this connector's event
+    /// loop. Safe from any thread.
     void adopt(side_id id, socket_type socket, std::optional<auth_result> verdict = std::nullopt);
 
     /// Completes (signature `void()`) when the connector has closed (Dart's `done`). Takes any

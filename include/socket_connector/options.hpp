@@ -95,14 +95,17 @@ struct basic_side_options {
     /// addresses, a verifier's `auth_context` and a PROXY header sent for it. A missing,
     /// malformed or late header closes the socket with a logged reason (a refusal); nothing of
     /// it is relayed. Only for connections from a proxy that sends one: anybody who can reach
-    /// the port can name any address.
+    /// the port can name any address. Sockets given to `adopt` have theirs read too, unless
+    /// they come with a verdict (the application read their first bytes itself).
     bool accept_proxy = false;
     /// A socket side: a PROXY header to send before any other byte (v1 text or v2 binary, as
     /// HAProxy's `send-proxy` and `send-proxy-v2`), naming the partner's peer as the source (as
     /// the relay saw it, or as the partner's own PROXY header said) and the address it
-    /// connected to as the destination. A proxy (`multi`) sends it as soon as B is connected,
-    /// before B's verifier; a side dialed up front, when its pair forms (so it may have no
-    /// verifier). A partner with no TCP addresses (a Unix socket): v1 `UNKNOWN`, v2 LOCAL.
+    /// connected to as the destination (a partner the relay dialed: its target, and the
+    /// relay's own address). A proxy (`multi`) sends it as soon as B is connected, before B's
+    /// verifier; a side dialed up front, when its pair forms, before `before_joining` (so it
+    /// may have no verifier). A partner with no TCP addresses (a Unix socket): v1 `UNKNOWN`,
+    /// v2 LOCAL.
     proxy_version send_proxy = proxy_version::none;
 };
 

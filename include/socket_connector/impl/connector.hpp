@@ -322,14 +322,11 @@ asio::awaitable<bool> basic_connector<Protocol, Executor>::authenticate(const ar
     ++authenticating_count_[index(id)];
     publish_counts();
     // The PROXY header (if one is due), then the verifier (if any), under one deadline.
-    std::string bad_header;
+    detail::proxy_read got;
     auto check = [&]() -> asio::awaitable<auth_result> {
         if (a->proxy_header_due) {
-            auto got = co_await detail::read_proxy_header(joining.socket_);
-            if (!got.error.empty()) {
-                bad_header = std::move(got.error);
-                co_return auth_result{};
-            }
+            co_await detail::read_proxy_header(joining.socket_, got);
+            if (!got.error.empty()) co_return auth_result{};
             a->proxy_header_due = false;
             info("{}: {} sent a PROXY header{}{}", to_string(id), joining.remote(),
                  got.header.local ? " naming no address" : " for ",
@@ -357,10 +354,15 @@ asio::awaitable<bool> basic_connector<Protocol, Executor>::authenticate(const ar
         co_return false;
     }
     if (a->proxy_header_due) { // no header: a refusal, not a failed authentication
-        if (bad_header.empty() || result.failure == "timed out")
-            bad_header =
-                fmt::format("none within {} ms (auth_timeout)", opts_.auth_timeout.count());
-        refuse(a, fmt::format("PROXY header: {}", bad_header));
+        auto why = std::move(got.error);
+        if (result.failure == "timed out")
+            why = got.taken == 0
+                      ? fmt::format("none within {} ms (auth_timeout)", opts_.auth_timeout.count())
+                      : fmt::format("incomplete within {} ms (auth_timeout; {} bytes)",
+                                    opts_.auth_timeout.count(), got.taken);
+        else if (why.empty()) // the reader threw
+            why = result.failure;
+        refuse(a, fmt::format("PROXY header: {}", why));
         co_return false;
     }
     if (!result.admitted) {
@@ -567,11 +569,12 @@ void basic_connector<Protocol, Executor>::join(arrival_ptr a, arrival_ptr b) {
     pairing_.move_key(a->key, c->key_); // the table now looks at the connection's copy
     if (!c->key_.empty()) sessions_paired_.fetch_add(1, std::memory_order_relaxed);
     lifecycle_.paired();
-    if (opts_.before_joining) {
-        try {
-            opts_.before_joining(*c);
-        } catch (const std::exception& e) {
-            log(log_level::error, "connection {}: before_joining failed: {}", id, e.what());
+    // A side dialed up front gets its PROXY header first: before anything the hook might write.
+    for (const auto* to : {&a->side, &b->side}) {
+        if (!sends_proxy_at_join((*to)->id())) continue;
+        const auto& partner = to == &a->side ? *b->side : *a->side;
+        if (auto why = send_proxy_header(**to, partner); !why.empty()) {
+            log(log_level::warning, "connection {}: {}", id, why);
             a->side->close();
             b->side->close();
             pairing_.release(c->key());
@@ -579,11 +582,11 @@ void basic_connector<Protocol, Executor>::join(arrival_ptr a, arrival_ptr b) {
             return maybe_finish();
         }
     }
-    for (const auto* to : {&a->side, &b->side}) {
-        if (!sends_proxy_at_join((*to)->id())) continue;
-        const auto& partner = to == &a->side ? *b->side : *a->side;
-        if (auto why = send_proxy_header(**to, partner); !why.empty()) {
-            log(log_level::warning, "connection {}: {}", id, why);
+    if (opts_.before_joining) {
+        try {
+            opts_.before_joining(*c);
+        } catch (const std::exception& e) {
+            log(log_level::error, "connection {}: before_joining failed: {}", id, e.what());
             a->side->close();
             b->side->close();
             pairing_.release(c->key());

@@ -43,8 +43,8 @@ void basic_connector<Protocol, Executor>::check_proxy_options() const {
                 dials ? "this one dials" : "one_server: set it on side A, the one port"));
         if (so.send_proxy != proxy_version::none && !dials)
             throw std::invalid_argument(fmt::format(
-                "side {}: send_proxy applies to a side the connector dials (this one listens)",
-                to_string(id)));
+                "side {}: send_proxy applies to a side the connector dials ({})", to_string(id),
+                listens ? "this one listens" : "one_server: both sides come to side A's port"));
         if (so.send_proxy != proxy_version::none && so.auth && is_up_front(id))
             throw std::invalid_argument(fmt::format(
                 "side {}: send_proxy with an auth verifier needs the partner known when the side "
@@ -64,9 +64,9 @@ bool basic_connector<Protocol, Executor>::sends_proxy_at_join(side_id id) const 
 
 /// Writes the PROXY header for `partner` to `to`: the client `partner`'s own header named, else
 /// `partner`'s peer and the address it reached (TCP), else one naming no address. Nothing has
-/// been written to `to` before (its verifier, if any, runs after), so its send buffer, a few
-/// KiB at least, takes the header's 16 to 108 bytes in one non-blocking send. Why it failed, or
-/// empty.
+/// been written to `to` before (its verifier, if any, runs after; `before_joining` runs after),
+/// so its send buffer, a few KiB at least, takes the header's 16 to 108 bytes in one
+/// non-blocking send. Why it failed, or empty.
 template <class Protocol, class Executor>
 std::string basic_connector<Protocol, Executor>::send_proxy_header(side_type& to,
                                                                    const side_type& partner) {
