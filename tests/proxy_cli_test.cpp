@@ -157,7 +157,7 @@ TEST_CASE("HAProxy send-proxy-v2 into --accept-proxy-a and --send-proxy-b v2 int
     run(io, through_haproxy(true), 60s);
 }
 
-TEST_CASE("--accept-proxy-a closes plain, garbage and silent peers and goes on",
+TEST_CASE("socket-connector --accept-proxy-a closes plain, garbage and silent peers and goes on",
           "[proxy_protocol][cli]") {
     asio::io_context io;
     run(io, peers_without_a_header(), 60s);
