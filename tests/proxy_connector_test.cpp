@@ -152,17 +152,6 @@ asio::awaitable<void> local_headers_keep_the_socket_address(sc::proxy_version ve
     co_await c->wait_closed();
 }
 
-/// Sends `bytes` (then ends the stream if asked) and expects the relay to close the socket
-/// without a byte back.
-asio::awaitable<void> closed_unanswered(unsigned short port, std::string_view bytes, bool end) {
-    const std::string first(bytes);
-    auto s = co_await connect_to(port);
-    co_await send_text(s, first, end);
-    auto ended = co_await read_until_closed(s);
-    CHECK(ended.closed);
-    CHECK(ended.bytes.empty());
-}
-
 asio::awaitable<void> bad_headers_are_refused() {
     auto ex = co_await asio::this_coro::executor;
     log_capture logs;

@@ -42,4 +42,16 @@ inline asio::awaitable<received_header> receive_header(tcp::socket& socket) {
     co_return out;
 }
 
+/// Connects to `port`, sends `bytes` (then ends the stream if asked) and expects the relay to
+/// close the socket without a byte back.
+inline asio::awaitable<void> closed_unanswered(unsigned short port, std::string_view bytes,
+                                               bool end) {
+    const std::string first(bytes);
+    auto s = co_await connect_to(port);
+    co_await send_text(s, first, end);
+    auto ended = co_await read_until_closed(s);
+    CHECK(ended.closed);
+    CHECK(ended.bytes.empty());
+}
+
 } // namespace test_support
