@@ -569,17 +569,21 @@ void basic_connector<Protocol, Executor>::join(arrival_ptr a, arrival_ptr b) {
     pairing_.move_key(a->key, c->key_); // the table now looks at the connection's copy
     if (!c->key_.empty()) sessions_paired_.fetch_add(1, std::memory_order_relaxed);
     lifecycle_.paired();
+    // A pair that cannot start: both sides closed, its session released.
+    auto abandon = [&] {
+        a->side->close();
+        b->side->close();
+        pairing_.release(c->key());
+        update_counts();
+        maybe_finish();
+    };
     // A side dialed up front gets its PROXY header first: before anything the hook might write.
     for (const auto* to : {&a->side, &b->side}) {
         if (!sends_proxy_at_join((*to)->id())) continue;
         const auto& partner = to == &a->side ? *b->side : *a->side;
         if (auto why = send_proxy_header(**to, partner); !why.empty()) {
             log(log_level::warning, "connection {}: {}", id, why);
-            a->side->close();
-            b->side->close();
-            pairing_.release(c->key());
-            update_counts();
-            return maybe_finish();
+            return abandon();
         }
     }
     if (opts_.before_joining) {
@@ -587,11 +591,7 @@ void basic_connector<Protocol, Executor>::join(arrival_ptr a, arrival_ptr b) {
             opts_.before_joining(*c);
         } catch (const std::exception& e) {
             log(log_level::error, "connection {}: before_joining failed: {}", id, e.what());
-            a->side->close();
-            b->side->close();
-            pairing_.release(c->key());
-            update_counts();
-            return maybe_finish();
+            return abandon();
         }
     }
     live_.insert(c);
