@@ -68,13 +68,6 @@ long long sample(const std::string& metrics, const std::string& name) {
     return -1;
 }
 
-std::string temp_file(const std::string& name, const std::string& content) {
-    auto path = std::filesystem::temp_directory_path() /
-                fmt::format("sc-metrics-{}-{}", name, static_cast<long>(::getpid()));
-    std::ofstream(path, std::ios::binary) << content;
-    return path.string();
-}
-
 asio::awaitable<void> counts_a_known_transfer() {
     auto cli = start_cli({"server-to-server", "--a", "127.0.0.1:0", "--b", "127.0.0.1:0",
                           "--timeout", "0", "--stats", "--metrics", "127.0.0.1:0"});

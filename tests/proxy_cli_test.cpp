@@ -23,13 +23,6 @@ int inheritable(tcp::acceptor& acceptor) {
     return fd;
 }
 
-std::string write_config(const std::string& text) {
-    auto path = std::filesystem::temp_directory_path() /
-                fmt::format("sc-haproxy-{}.cfg", static_cast<long>(::getpid()));
-    std::ofstream(path) << text;
-    return path.string();
-}
-
 /// client -> HAProxy fe_clients (send-proxy[-v2]) -> our relay (--accept-proxy-a,
 /// --send-proxy-b) -> HAProxy fe_relayed (accept-proxy; send-proxy) -> sink. The sink's header
 /// names the client and the address it reached on HAProxy only if each header on the way was
@@ -44,7 +37,8 @@ asio::awaitable<void> through_haproxy(bool v2) {
                           "--b", fmt::format("127.0.0.1:{}", fe_relayed.local_endpoint().port()),
                           "--send-proxy-b", version, "--timeout", "0", "--verbose", "--stats"});
     auto relay_port = co_await started_port(*cli, 'A');
-    auto config = write_config(fmt::format(R"(global
+    auto config = temp_file("haproxy.cfg",
+                            fmt::format(R"(global
     maxconn 100
 defaults
     mode tcp
@@ -62,9 +56,9 @@ frontend fe_relayed
 backend to_sink
     server sink 127.0.0.1:{} send-proxy
 )",
-                                           inheritable(fe_clients), relay_port,
-                                           v2 ? "send-proxy-v2" : "send-proxy",
-                                           inheritable(fe_relayed), sink.local_endpoint().port()));
+                                        inheritable(fe_clients), relay_port,
+                                        v2 ? "send-proxy-v2" : "send-proxy",
+                                        inheritable(fe_relayed), sink.local_endpoint().port()));
     auto haproxy =
         std::make_unique<child_process>(std::vector<std::string>{"haproxy", "-db", "-f", config});
     const auto entry = fe_clients.local_endpoint();

@@ -17,11 +17,6 @@ using namespace asio::experimental::awaitable_operators;
 
 namespace {
 
-std::string header(sc::proxy_version version, const tcp::endpoint& source,
-                   const tcp::endpoint& destination) {
-    return sc::proxy_header_text(version, source, destination);
-}
-
 /// What a verifier was told.
 struct told {
     int calls = 0;
@@ -58,7 +53,7 @@ asio::awaitable<void> takes_the_named_client(sc::proxy_version version) {
     auto a = co_await connect_to(c->side_a_port());
     // The header and the first data in one write: the relay must take the header alone.
     auto data = pattern(31, 300000);
-    auto first = concat(header(version, client, service), data);
+    auto first = concat(sc::proxy_header_text(version, client, service), data);
     co_await send_all(a, first, false);
     CHECK(co_await eventually([&] { return c->pending_a() == 1 && seen->calls == 1; }));
     CHECK(seen->remote == "203.0.113.7:4242");
@@ -100,7 +95,7 @@ asio::awaitable<void> split_header_with_tlvs() {
     o.a.accept_proxy = true;
     auto c = co_await sc::server_to_server(ex, std::move(o));
     const auto client = at("192.0.2.44", 50000);
-    auto head = header(sc::proxy_version::v2, client, at("192.0.2.1", 8443));
+    auto head = sc::proxy_header_text(sc::proxy_version::v2, client, at("192.0.2.1", 8443));
     // Lengthen the address block by a NOOP TLV (type 0x04) of 600 bytes.
     const std::size_t tlv = 3 + 600;
     const std::size_t length = 12 + tlv;
@@ -166,7 +161,8 @@ asio::awaitable<void> bad_headers_are_refused() {
     auto b = co_await connect_to(c->side_b_port());
     CHECK(co_await eventually([&] { return c->pending_b() == 1; }));
     const std::string truncated_v2 =
-        header(sc::proxy_version::v2, at("10.0.0.1", 1), at("10.0.0.2", 2)).substr(0, 20);
+        sc::proxy_header_text(sc::proxy_version::v2, at("10.0.0.1", 1), at("10.0.0.2", 2))
+            .substr(0, 20);
     const std::string cases[] = {
         "GET / HTTP/1.1\r\n\r\n",                        // no header at all
         "PROXY TCP4 1.2.3.4 5.6.7.8 80\r\nhello",        // a field missing
@@ -190,8 +186,9 @@ asio::awaitable<void> bad_headers_are_refused() {
     // The relay goes on: a good A pairs with the B that waited, which gets its bytes only.
     auto a = co_await connect_to(port);
     auto data = pattern(34, 50000);
-    auto first =
-        concat(header(sc::proxy_version::v1, at("10.1.1.1", 1111), at("10.1.1.2", 80)), data);
+    auto first = concat(
+        sc::proxy_header_text(sc::proxy_version::v1, at("10.1.1.1", 1111), at("10.1.1.2", 80)),
+        data);
     co_await send_all(a, first);
     auto got = co_await read_to_eof(b);
     CHECK(got.size() == data.size());
@@ -253,7 +250,7 @@ asio::awaitable<void> proxy_sends_for_each_a(sc::proxy_version version, bool cha
     const auto named = at("2001:db8::7", 6000);
     const auto reached = at("2001:db8::1", 443);
     if (chained) {
-        const auto head = header(sc::proxy_version::v1, named, reached);
+        const auto head = sc::proxy_header_text(sc::proxy_version::v1, named, reached);
         co_await send_text(a, head, false);
     }
     auto data = pattern(35, 200000);
@@ -268,7 +265,7 @@ asio::awaitable<void> proxy_sends_for_each_a(sc::proxy_version version, bool cha
     } else {
         CHECK(got.parsed.header.source == a.local_endpoint());
         CHECK(got.parsed.header.destination == a.remote_endpoint());
-        CHECK(got.bytes == header(version, a.local_endpoint(), a.remote_endpoint()));
+        CHECK(got.bytes == sc::proxy_header_text(version, a.local_endpoint(), a.remote_endpoint()));
     }
     auto rest = co_await read_to_eof(b);
     got.after.insert(got.after.end(), rest.begin(), rest.end());
@@ -320,7 +317,8 @@ asio::awaitable<void> up_front_side_gets_it_at_pairing() {
     auto b = co_await connect_to(c->side_b_port());
     co_await send_text(b, "from b");
     auto got = co_await receive_header(a);
-    CHECK(got.bytes == header(sc::proxy_version::v1, b.local_endpoint(), b.remote_endpoint()));
+    CHECK(got.bytes ==
+          sc::proxy_header_text(sc::proxy_version::v1, b.local_endpoint(), b.remote_endpoint()));
     auto rest = co_await read_to_eof(a);
     got.after.insert(got.after.end(), rest.begin(), rest.end());
     CHECK(text(got.after) == "from b");

@@ -44,13 +44,6 @@ asio::awaitable<void> run_python(std::vector<std::string> args, std::string& out
     out = python->out();
 }
 
-std::filesystem::path temp_file(const std::string& name, const std::string& content) {
-    auto path = std::filesystem::temp_directory_path() /
-                ("sc-token-" + name + "-" + std::to_string(::getpid()));
-    std::ofstream(path, std::ios::binary) << content;
-    return path;
-}
-
 } // namespace
 
 TEST_CASE("a minted token is accepted and says its session, side and expiry", "[session_token]") {
@@ -122,10 +115,10 @@ TEST_CASE("the secret: at least 16 bytes, read from a file without its last line
           "[session_token]") {
     CHECK_THROWS_AS(sc::token_secret("15 bytes secret"), std::invalid_argument);
     CHECK_NOTHROW(sc::token_secret("16 bytes secret!"));
-    auto lf = temp_file("lf", "0123456789abcdef\n");
-    auto crlf = temp_file("crlf", "0123456789abcdef\r\n");
-    auto two = temp_file("two", "0123456789abcdef\n\n");
-    auto short_one = temp_file("short", "0123456789abcde\n");
+    auto lf = test_support::temp_file("lf", "0123456789abcdef\n");
+    auto crlf = test_support::temp_file("crlf", "0123456789abcdef\r\n");
+    auto two = test_support::temp_file("two", "0123456789abcdef\n\n");
+    auto short_one = test_support::temp_file("short", "0123456789abcde\n");
     CHECK(sc::token_secret::from_file(lf).bytes() == "0123456789abcdef");
     CHECK(sc::token_secret::from_file(crlf).bytes() == "0123456789abcdef");
     CHECK(sc::token_secret::from_file(two).bytes() == "0123456789abcdef\n");

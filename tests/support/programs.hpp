@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 #include <string>
 #include <vector>
@@ -17,6 +18,15 @@
 #endif
 
 namespace test_support {
+
+/// Writes `content` to a file in the temporary folder named for `name` and this process; its
+/// path. The caller removes it.
+inline std::string temp_file(const std::string& name, const std::string& content) {
+    auto path = std::filesystem::temp_directory_path() /
+                fmt::format("sc-{}-{}", static_cast<long>(::getpid()), name);
+    std::ofstream(path, std::ios::binary) << content;
+    return path.string();
+}
 
 /// The path of one of the project's programs: they are all built beside `socket-connector`.
 inline std::string program_path(const std::string& name) {
