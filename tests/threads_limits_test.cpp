@@ -40,7 +40,9 @@ asio::awaitable<void> idle_clients(tcp::socket a, tcp::socket b, idle_pair& r) {
 /// connection strands' idle timers, the accept loops' refusals and a drain from a thread
 /// outside the pool.
 asio::awaitable<void> limits_and_drain(asio::any_io_executor pool) {
-    const auto idle = 1s;
+    // Long enough that the silent pairs outlive the forming of the last pair and the refusal
+    // below on a loaded machine (with 1 s, an ASan run under CI's load lost one of them first).
+    const auto idle = 3s;
     sc::options o = loopback_options();
     o.timeout = sc::no_timeout;
     o.max_connections = 6;
@@ -71,8 +73,9 @@ asio::awaitable<void> limits_and_drain(asio::any_io_executor pool) {
     CHECK(refused);
     CHECK(c->stats().sockets_refused == 1);
     // The silent pairs are closed by idle_timeout; the streaming ones are not.
-    CHECK(co_await eventually([&] { return c->connections() == streaming; }, 10s));
-    co_await pause(2 * idle);
+    CHECK(co_await eventually([&] { return c->connections() == streaming; }, 15s));
+    // The streaming pairs have now outlived the silent ones' idle period; one more passes.
+    co_await pause(idle + 500ms);
     CHECK(c->connections() == streaming);
     // Drained from a thread outside the pool: the streams never end, so the limit closes them.
     auto started = std::chrono::steady_clock::now();
