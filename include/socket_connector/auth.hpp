@@ -154,6 +154,7 @@ class token_verifier {
 public:
     /// How many bytes one read may add to the handshake's bytes.
     static constexpr std::size_t read_chunk = 4096;
+    using works_over_tls = void; // a template over the stream: a TLS side's plaintext too
 
     explicit token_verifier(std::string token, std::size_t max_line = 1024)
         : token_(std::move(token))

@@ -14,6 +14,7 @@
 #include <asio/awaitable.hpp>
 
 #include <socket_connector/side_id.hpp>
+#include <socket_connector/tls_session.hpp>
 
 namespace socket_connector {
 
@@ -130,6 +131,9 @@ struct auth_context {
     std::string_view remote{};
     /// The PROXY header the socket began with, or null (none was read).
     const proxy_header* proxy = nullptr;
+    /// A side that speaks TLS: what its handshake settled (the peer's certificate, verified,
+    /// when the side requires one); null otherwise.
+    const tls_info* tls = nullptr;
 };
 
 /// Decides whether a newly accepted or connected socket may be paired; may read and write it.
@@ -148,8 +152,25 @@ concept auth_verifier = requires(V& v, Socket& s) {
     { v(s, c) } -> std::same_as<asio::awaitable<auth_result>>;
 };
 
+/// Whether verifier `V` may run on a side that speaks TLS: it says so (`using works_over_tls =
+/// void;`) and takes a `tls_stream<Socket>&` where it takes a `Socket&` (a template over the
+/// stream, reading and writing through the calls both have: `async_read_some`,
+/// `async_write_some`, `async_wait`, non-blocking `read_some`/`write_some`).
+template <class V, class Socket>
+concept tls_auth_verifier = requires {
+    typename V::works_over_tls;
+}
+&&(
+    requires(V& v, tls_stream<Socket>& s) {
+        { v(s) } -> std::same_as<asio::awaitable<auth_result>>;
+    } ||
+    requires(V & v, tls_stream<Socket>& s, const auth_context& c) {
+        { v(s, c) } -> std::same_as<asio::awaitable<auth_result>>;
+    });
+
 /// The verifier that accepts every socket at once and reads nothing.
 struct accept_all_verifier {
+    using works_over_tls = void;
     template <class Socket>
     asio::awaitable<auth_result> operator()(Socket&) const {
         co_return auth_result{.ok = true, .leftover = {}};
@@ -169,9 +190,18 @@ public:
         if constexpr (requires(V & f, Socket & s, const auth_context& c) {
                           { f(s, c) } -> std::same_as<asio::awaitable<auth_result>>;
                       })
-            verify_ = std::move(v);
+            verify_ = v;
         else
-            verify_ = [v = std::move(v)](Socket& s, const auth_context&) mutable { return v(s); };
+            verify_ = [v](Socket& s, const auth_context&) mutable { return v(s); };
+        if constexpr (tls_auth_verifier<V, Socket>) {
+            if constexpr (requires(V & f, tls_stream<Socket> & s, const auth_context& c) {
+                              { f(s, c) } -> std::same_as<asio::awaitable<auth_result>>;
+                          })
+                verify_tls_ = std::move(v);
+            else
+                verify_tls_ = [v = std::move(v)](tls_stream<Socket>& s,
+                                                 const auth_context&) mutable { return v(s); };
+        }
     }
 
     explicit operator bool() const noexcept { return static_cast<bool>(verify_); }
@@ -187,8 +217,18 @@ public:
         return verify_(socket, none);
     }
 
+    /// Whether it may run on a side that speaks TLS (see `tls_auth_verifier`).
+    bool works_over_tls() const noexcept { return static_cast<bool>(verify_tls_); }
+    /// Runs it on a TLS side's plaintext; only when `works_over_tls()`.
+    asio::awaitable<auth_result> operator()(tls_stream<Socket>& stream,
+                                            const auth_context& context) const {
+        return verify_tls_(stream, context);
+    }
+
 private:
     std::function<asio::awaitable<auth_result>(Socket&, const auth_context&)> verify_;
+    std::function<asio::awaitable<auth_result>(tls_stream<Socket>&, const auth_context&)>
+        verify_tls_;
 };
 
 } // namespace socket_connector

@@ -14,6 +14,7 @@
 
 #include <asio/any_io_executor.hpp>
 #include <asio/async_result.hpp>
+#include <asio/bind_executor.hpp>
 #include <asio/co_spawn.hpp>
 #include <asio/dispatch.hpp>
 #include <asio/ip/tcp.hpp>
@@ -168,6 +169,8 @@ private:
                                             from == side_id::a ? &context_->bytes_a_to_b
                                                                : &context_->bytes_b_to_a};
             auto& source = side(from);
+            settings.source_tls = source.tls_.get();
+            settings.sink_tls = side(other(from)).tls_.get();
             directions_[index(from)].emplace(
                 strand_, settings, source.socket_, side(other(from)).socket_,
                 std::move((*handoffs_)[index(from)]), source.transformer);
@@ -188,6 +191,21 @@ private:
     /// then ends quietly. `self` is the ending direction's reference, alive until this returns.
     void direction_ended(side_id from, detail::relay_end how, std::string why,
                          std::shared_ptr<basic_connection> self) {
+        // A TLS sink is told first with close_notify (sent when its socket takes it).
+        auto& to = side(other(from));
+        if (how == detail::relay_end::finished && to.tls_ && !stopping_ &&
+            !notified_[index(to.id())]) {
+            if (to.tls_->close_notify() == tls_session::status::want_write) {
+                to.socket_.async_wait(
+                    socket_type::wait_write,
+                    asio::bind_executor(strand_, [from, self](std::error_code) mutable {
+                        auto& me = *self;
+                        me.direction_ended(from, detail::relay_end::finished, {}, std::move(self));
+                    }));
+                return;
+            }
+            notified_[index(to.id())] = true;
+        }
         if (how == detail::relay_end::finished && running_ > 1) {
             std::error_code ignored;
             side(other(from)).socket_.shutdown(socket_type::shutdown_send, ignored);
@@ -248,9 +266,10 @@ private:
     std::optional<direction_type> directions_[2];
     std::atomic<bool> closed_{false};
     bool close_requested_ = false;
-    bool stopping_ = false; // the sockets have been closed by us
-    int running_ = 0;       // directions still relaying
-    std::string failure_;   // the first error, which ended the pair
+    bool stopping_ = false;             // the sockets have been closed by us
+    bool notified_[2] = {false, false}; // a TLS side has been sent close_notify
+    int running_ = 0;                   // directions still relaying
+    std::string failure_;               // the first error, which ended the pair
     shared_end_handler on_end_;
     std::unique_ptr<asio::steady_timer> idle_timer_; // only with an idle timeout
     detail::strand_event ended_;

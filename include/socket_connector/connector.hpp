@@ -45,6 +45,7 @@
 #include <socket_connector/detail/printable.hpp>
 #include <socket_connector/detail/proxy_reader.hpp>
 #include <socket_connector/detail/strand_event.hpp>
+#include <socket_connector/detail/tls_io.hpp>
 #include <socket_connector/detail/use_tuple.hpp>
 #include <socket_connector/logging.hpp>
 #include <socket_connector/options.hpp>
@@ -244,6 +245,8 @@ private:
     asio::awaitable<void> start();
     asio::awaitable<void> listen(side_id id);
     asio::awaitable<arrival_ptr> dial_up_front(side_id id);
+    asio::awaitable<void> shake_hands_up_front(side_type& s);
+    void log_handshake(const side_type& s);
     std::string connect_failure(side_id id, std::error_code ec) const;
 
     // ---- sides ------------------------------------------------------------------------------
@@ -254,7 +257,7 @@ private:
                      std::string peer = {});
     void adopted(side_id id, socket_type socket, std::optional<auth_result> verdict,
                  origin from = origin::adopted, std::string peer = {},
-                 const proxy_header* told = nullptr);
+                 const proxy_header* told = nullptr, std::unique_ptr<tls_session> tls = {});
     bool route_away(const arrival_ptr& a);
     void accepted(side_id id, socket_type socket, const endpoint_type& peer, bool unseen);
     std::string why_refuse(side_id id) const;

@@ -19,6 +19,7 @@
 #include <socket_connector/keep_alive.hpp>
 #include <socket_connector/logging.hpp>
 #include <socket_connector/proxy_protocol.hpp>
+#include <socket_connector/tls_session.hpp>
 
 namespace socket_connector {
 
@@ -67,7 +68,7 @@ private:
 /// turn when connecting.
 ///
 /// Fields in the order designated initialisers must follow: `endpoint`, `host`, `port`, `auth`,
-/// `transform`, `keepalive`, `reuse_port`, `backlog`, `accept_proxy`, `send_proxy`.
+/// `transform`, `keepalive`, `reuse_port`, `backlog`, `accept_proxy`, `send_proxy`, `tls`.
 template <class Protocol, class Executor = asio::any_io_executor>
 struct basic_side_options {
     using socket_type = asio::basic_stream_socket<Protocol, Executor>;
@@ -107,6 +108,16 @@ struct basic_side_options {
     /// may have no verifier). A partner with no TCP addresses (a Unix socket): v1 `UNKNOWN`,
     /// v2 LOCAL.
     proxy_version send_proxy = proxy_version::none;
+    /// TLS on this side (<socket_connector/tls.hpp>): `tls_server(...)` on a server side, which
+    /// then accepts only TLS, `tls_client(...)` on a socket side, which connects with TLS and
+    /// verifies the server. The handshake runs after the PROXY header (which travels in the
+    /// clear) and before the verifier, within `auth_timeout`, and counts as pending; a failed
+    /// one closes the socket with a logged reason (a refusal). Verifiers and transformers see
+    /// the plaintext and byte counts are plaintext bytes; the peer's close_notify is an end of
+    /// stream, passed on as a half-close, and the end of the other way is passed on as
+    /// close_notify. A TLS direction copies (no splice). The side's verifier must work over
+    /// TLS (`tls_auth_verifier`; the library's do).
+    std::shared_ptr<const tls_endpoint> tls{};
 };
 
 /// Counts that several connectors add up, so that their `max_connections` and `max_pending`

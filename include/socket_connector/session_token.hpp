@@ -315,6 +315,7 @@ class session_token_verifier {
 public:
     static constexpr std::size_t default_max_line = 1024;
     static constexpr std::size_t read_chunk = 4096;
+    using works_over_tls = void; // a template over the stream: a TLS side's plaintext too
 
     explicit session_token_verifier(token_secret secret, std::size_t max_line = default_max_line)
         : secret_(std::make_shared<const token_secret>(std::move(secret)))

@@ -13,6 +13,7 @@
 #include <socket_connector/detail/socket_options.hpp>
 #include <socket_connector/proxy_protocol.hpp>
 #include <socket_connector/side_id.hpp>
+#include <socket_connector/tls_session.hpp>
 
 namespace socket_connector {
 
@@ -57,6 +58,9 @@ public:
     /// null. Read it on the connector's strand, or once the side is joined.
     const proxy_header* proxied() const noexcept { return proxied_.get(); }
     side_state state() const noexcept { return state_.load(); }
+    /// The side's TLS session (a side with `side_options::tls`, once its handshake began), or
+    /// null. Its `info()` says what the handshake settled.
+    tls_session* tls() const noexcept { return tls_.get(); }
     /// The socket. Only touch it from the connector's strand before the side is joined (in an
     /// auth verifier or `before_joining`); once joined, the connection owns it. It is
     /// non-blocking (and close-on-exec on Linux). Keep no duplicate of its descriptor (`dup()`,
@@ -92,6 +96,7 @@ private:
     socket_type socket_;
     std::string remote_;
     std::unique_ptr<proxy_header> proxied_; // a pointer: most sides have none
+    std::unique_ptr<tls_session> tls_;      // likewise
     side_id id_;                            // beside the state: no padding after either
     // Atomic: the connector's strand and the connection's strand both look at it.
     std::atomic<side_state> state_{side_state::authenticating};

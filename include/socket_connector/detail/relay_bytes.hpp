@@ -18,6 +18,7 @@
 #include <optional>
 #include <span>
 #include <system_error>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -150,28 +151,34 @@ public:
     /// Reads one chunk from `source` without blocking: into a pipe when `zero_copy` allows it and
     /// the stream is moving bulk (and a pipe can be had), else into a pooled buffer. Only when
     /// nothing is held.
-    relay_step fill(Socket& source, bool zero_copy, std::error_code& ec) {
+    ///
+    /// `Source` is the socket, or a stream over it that reads the same way (a TLS side's
+    /// plaintext, which never splices).
+    template <class Source>
+    relay_step fill(Source& source, bool zero_copy, std::error_code& ec) {
         read_empty_ = false;
 #if defined(__linux__)
-        if (zero_copy && bulk_) {
-            if (!pipe_) pipe_.emplace();
-            if (pipe_->valid()) {
-                auto n = pipe_->splice_from(source.native_handle(), splice_chunk);
-                if (n > 0) {
-                    in_pipe_ = static_cast<std::size_t>(n);
-                    short_ = in_pipe_ < splice_chunk;
-                    pipe_->set_empty(false);
-                    if (waited_ && in_pipe_ < small_threshold) bulk_ = false;
-                    waited_ = false;
-                    return relay_step::progress;
+        if constexpr (std::is_same_v<Source, Socket>) {
+            if (zero_copy && bulk_) {
+                if (!pipe_) pipe_.emplace();
+                if (pipe_->valid()) {
+                    auto n = pipe_->splice_from(source.native_handle(), splice_chunk);
+                    if (n > 0) {
+                        in_pipe_ = static_cast<std::size_t>(n);
+                        short_ = in_pipe_ < splice_chunk;
+                        pipe_->set_empty(false);
+                        if (waited_ && in_pipe_ < small_threshold) bulk_ = false;
+                        waited_ = false;
+                        return relay_step::progress;
+                    }
+                    if (n == 0) return relay_step::end;
+                    release();
+                    if (errno == EAGAIN) return relay_step::again;
+                    ec.assign(errno, asio::error::get_system_category());
+                    return relay_step::failed;
                 }
-                if (n == 0) return relay_step::end;
-                release();
-                if (errno == EAGAIN) return relay_step::again;
-                ec.assign(errno, asio::error::get_system_category());
-                return relay_step::failed;
+                pipe_.reset(); // out of descriptors for a pipe: copy this chunk instead
             }
-            pipe_.reset(); // out of descriptors for a pipe: copy this chunk instead
         }
 #else
         (void)zero_copy;
@@ -206,20 +213,25 @@ public:
     /// Writes what is held to `sink` without blocking; `written` grows by the bytes written.
     /// `progress` once all is written (the pipe or buffer is back in its pool), `again` when the
     /// sink is full (backpressure: wait until it is writable, then flush again).
-    relay_step flush(Socket& sink, std::size_t& written, std::error_code& ec) {
+    /// `Sink`: the socket, or a stream over it that writes the same way (a TLS side's
+    /// plaintext: it takes the same bytes again after it would have blocked).
+    template <class Sink>
+    relay_step flush(Sink& sink, std::size_t& written, std::error_code& ec) {
 #if defined(__linux__)
-        if (in_pipe_ > 0) block_sigpipe_on_this_thread();
-        while (in_pipe_ > 0) {
-            auto m = pipe_->splice_to(sink.native_handle(), in_pipe_);
-            if (m > 0) {
-                in_pipe_ -= static_cast<std::size_t>(m);
-                written += static_cast<std::size_t>(m);
-                continue;
+        if constexpr (std::is_same_v<Sink, Socket>) {
+            if (in_pipe_ > 0) block_sigpipe_on_this_thread();
+            while (in_pipe_ > 0) {
+                auto m = pipe_->splice_to(sink.native_handle(), in_pipe_);
+                if (m > 0) {
+                    in_pipe_ -= static_cast<std::size_t>(m);
+                    written += static_cast<std::size_t>(m);
+                    continue;
+                }
+                if (m < 0 && errno == EAGAIN) return relay_step::again;
+                ec.assign(m < 0 ? errno : EPIPE, asio::error::get_system_category());
+                if (ec.value() == EPIPE) consume_sigpipe();
+                return relay_step::failed;
             }
-            if (m < 0 && errno == EAGAIN) return relay_step::again;
-            ec.assign(m < 0 ? errno : EPIPE, asio::error::get_system_category());
-            if (ec.value() == EPIPE) consume_sigpipe();
-            return relay_step::failed;
         }
 #endif
         while (offset_ < length_) {

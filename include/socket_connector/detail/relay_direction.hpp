@@ -51,6 +51,7 @@
 #include <socket_connector/detail/relay_bytes.hpp>
 #include <socket_connector/logging.hpp>
 #include <socket_connector/side.hpp>
+#include <socket_connector/tls_session.hpp>
 
 namespace socket_connector::detail {
 
@@ -91,6 +92,9 @@ struct relay_settings {
     /// connector-wide one (or null). Read from any thread.
     std::atomic<std::uint64_t>* bytes = nullptr;
     std::atomic<std::uint64_t>* total = nullptr;
+    /// The source's and the sink's TLS sessions, or null (plain TCP).
+    tls_session* source_tls = nullptr;
+    tls_session* sink_tls = nullptr;
 };
 
 template <class Socket>
@@ -107,8 +111,11 @@ public:
         , traffic_(settings.traffic)
         , count_(*settings.bytes)
         , total_(settings.total)
-        , zero_copy_(settings.zero_copy && has_splice && !transform_ && !traffic_)
-        , hinted_(settings.hinted)
+        , source_tls_(settings.source_tls)
+        , sink_tls_(settings.sink_tls)
+        , zero_copy_(settings.zero_copy && has_splice && !transform_ && !traffic_ && !source_tls_ &&
+                     !sink_tls_)
+        , hinted_(settings.hinted && !source_tls_)
         , first_short_(in.short_read)
         , unbound_(source.get_executor() == strand && sink.get_executor() == strand)
         , from_(settings.from)
@@ -130,6 +137,10 @@ public:
     /// holds whatever keeps the sockets alive; it travels with each pending operation.
     template <class Handler>
     void start(Handler done) {
+        // A TLS source may hold records read ahead (during its handshake or verifier): read
+        // first, and wait only once a read wants more.
+        if (source_tls_ && !bytes_.holding() && !bytes_.source_ended())
+            return advance(std::move(done));
         if (bytes_.holding()) { // the early bytes
             // The first read after these bytes: the small receive that waits, when the side was
             // read short or is marked empty.
@@ -175,6 +186,7 @@ private:
     /// (Asio re-arms epoll for a wait, but tries a receive first and re-arms nothing).
     template <class Handler>
     void wait_readable(Handler done) {
+        if (source_tls_) return wait_tls_readable(std::move(done));
         if (!bytes_.bulk()) return receive_small(std::move(done));
         bytes_.waiting();
         on_strand(
@@ -182,6 +194,19 @@ private:
             [this, done = std::move(done)](std::error_code ec) mutable {
                 ready(ec, io_op::read, std::move(done));
             });
+    }
+
+    /// A TLS source: decrypted bytes may be buffered already (then at once), else the socket.
+    template <class Handler>
+    void wait_tls_readable(Handler done) {
+        auto go_on = [this, done = std::move(done)](std::error_code ec) mutable {
+            ready(ec, io_op::read, std::move(done));
+        };
+        if (source_tls_->has_pending())
+            return asio::post(strand_, [go_on = std::move(go_on)]() mutable { go_on({}); });
+        on_strand(
+            [this](auto handler) { source_.async_wait(Socket::wait_read, std::move(handler)); },
+            std::move(go_on));
     }
 
     template <class Handler>
@@ -229,7 +254,13 @@ private:
             std::error_code ec;
             if (bytes_.holding()) {
                 std::size_t written = 0;
-                auto result = bytes_.flush(sink_, written, ec);
+                auto result = relay_step::again;
+                if (sink_tls_) {
+                    tls_stream<Socket> plain(sink_, *sink_tls_);
+                    result = bytes_.flush(plain, written, ec);
+                } else {
+                    result = bytes_.flush(sink_, written, ec);
+                }
                 counted(written);
                 if (result == relay_step::again) {
                     on_strand(
@@ -251,10 +282,17 @@ private:
                 // none when the source is marked empty. Unmarked (a short read proves nothing),
                 // read here instead: the same call the receive would try first, and one that
                 // marks the source if it would block, so the receive then waits without trying.
-                if (bytes_.short_read() && !(hinted_ && receive_tries_first(source_)))
+                if (bytes_.short_read() && !source_tls_ &&
+                    !(hinted_ && receive_tries_first(source_)))
                     return receive_small(std::move(done));
             }
-            auto result = bytes_.fill(source_, zero_copy_, ec);
+            auto result = relay_step::again;
+            if (source_tls_) {
+                tls_stream<Socket> plain(source_, *source_tls_);
+                result = bytes_.fill(plain, false, ec);
+            } else {
+                result = bytes_.fill(source_, zero_copy_, ec);
+            }
             if (bytes_.read_empty()) mark_read_empty_source();
             if (result == relay_step::again) return wait_readable(std::move(done));
             if (result == relay_step::end) return end_of_stream(std::move(done));
@@ -304,9 +342,11 @@ private:
     }
 
     std::string failure(io_op op, std::error_code ec) const {
+        const auto* tls = op == io_op::read ? source_tls_ : sink_tls_;
+        const bool tls_error = tls && ec == std::errc::protocol_error && !tls->error().empty();
         return fmt::format("{} {}: {}", op == io_op::read ? "read from" : "write to",
                            socket_connector::to_string(op == io_op::read ? from_ : other(from_)),
-                           ec.message());
+                           tls_error ? "TLS: " + tls->error() : ec.message());
     }
 
     // ---- transformer and traffic log -------------------------------------------------------
@@ -345,6 +385,8 @@ private:
     const logger* traffic_;
     std::atomic<std::uint64_t>& count_;
     std::atomic<std::uint64_t>* total_;
+    tls_session* source_tls_;
+    tls_session* sink_tls_;
     bool zero_copy_;
     bool hinted_;
     bool first_short_; // the source was read short when handed over: the first read waits

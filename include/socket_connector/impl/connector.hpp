@@ -140,7 +140,40 @@ basic_connector<Protocol, Executor>::dial_up_front(side_id id) {
     // reported elsewhere.
     if (ec == asio::error::operation_aborted) throw std::system_error(ec, "connect cancelled");
     if (ec) throw std::system_error(ec, connect_failure(id, ec));
-    co_return wrap(id, std::move(socket), remote, origin::dialed);
+    auto a = wrap(id, std::move(socket), remote, origin::dialed);
+    if (side_opts(id).tls) co_await shake_hands_up_front(*a->side);
+    co_return a;
+}
+
+/// A TLS side dialed up front shakes hands before the connector has started (within
+/// `auth_timeout`): a server it cannot verify is a start-up failure, as a refused connect is.
+template <class Protocol, class Executor>
+asio::awaitable<void> basic_connector<Protocol, Executor>::shake_hands_up_front(side_type& s) {
+    std::string failure;
+    auto check = [&]() -> asio::awaitable<auth_result> {
+        s.tls_ = side_opts(s.id()).tls->session(static_cast<int>(s.socket_.native_handle()));
+        failure = co_await detail::tls_handshake(s.socket_, *s.tls_);
+        co_return auth_result{.ok = failure.empty(), .leftover = {}};
+    };
+    auto result = co_await detail::admit(check, opts_.auth_timeout, strand_);
+    if (!result.admitted) {
+        const auto why =
+            result.failure == "timed out"
+                ? fmt::format("not done within {} ms (auth_timeout)", opts_.auth_timeout.count())
+            : failure.empty() ? result.failure
+                              : failure;
+        throw std::system_error(
+            std::make_error_code(std::errc::protocol_error),
+            fmt::format("{}: TLS handshake with {}: {}", to_string(s.id()), s.remote(), why));
+    }
+    log_handshake(s);
+}
+
+template <class Protocol, class Executor>
+void basic_connector<Protocol, Executor>::log_handshake(const side_type& s) {
+    const auto& settled = s.tls_->info();
+    info("{}: {} {} {}{}{}", to_string(s.id()), s.remote(), settled.version, settled.cipher,
+         settled.peer_subject.empty() ? "" : ", certificate ", settled.peer_subject);
 }
 
 /// How a failed connect of side `id` is named in messages ("connect B to HOST:PORT"), with the
@@ -217,7 +250,8 @@ void basic_connector<Protocol, Executor>::accepted(side_id id, socket_type socke
 /// wait for: no coroutine).
 template <class Protocol, class Executor>
 void basic_connector<Protocol, Executor>::admit_or_enqueue(arrival_ptr a, bool unseen) {
-    if (side_opts(a->side->id()).auth || a->proxy_header_due)
+    const auto& so = side_opts(a->side->id());
+    if (so.auth || a->proxy_header_due || so.tls)
         spawn(admit(std::move(a)));
     else
         enqueue(std::move(a), unseen);
@@ -237,7 +271,8 @@ void basic_connector<Protocol, Executor>::adopt(side_id id, socket_type socket,
 template <class Protocol, class Executor>
 void basic_connector<Protocol, Executor>::adopted(side_id id, socket_type socket,
                                                   std::optional<auth_result> verdict, origin from,
-                                                  std::string peer, const proxy_header* told) {
+                                                  std::string peer, const proxy_header* told,
+                                                  std::unique_ptr<tls_session> tls) {
     std::error_code ec;
     endpoint_type remote;
     if (from != origin::routed) remote = socket.remote_endpoint(ec); // routed: `peer` says it
@@ -254,8 +289,17 @@ void basic_connector<Protocol, Executor>::adopted(side_id id, socket_type socket
         socket.close(ec);
         return;
     }
+    if (verdict && side_opts(id).tls && !tls) {
+        log(log_level::warning,
+            "{}: a socket adopted with a verdict on a TLS side is closed: its handshake comes "
+            "before any byte an application could have read (adopt it without one)",
+            to_string(id));
+        socket.close(ec);
+        return;
+    }
     auto a = wrap(id, std::move(socket), remote, from, std::move(peer));
     if (told) a->side->proxied_ = std::make_unique<proxy_header>(*told);
+    a->side->tls_ = std::move(tls); // a routed side's, its handshake done
     if (!verdict) return admit_or_enqueue(std::move(a), false);
     if (a->proxy_header_due) { // the application read the socket's first bytes itself
         a->proxy_header_due = false;
@@ -317,12 +361,16 @@ asio::awaitable<bool> basic_connector<Protocol, Executor>::authenticate(const ar
     auto& joining = *a->side;
     const auto id = joining.id();
     const auto& verify = side_opts(id).auth;
-    if (!verify && !a->proxy_header_due) co_return true;
+    const auto& tls = side_opts(id).tls;
+    bool tls_due = tls && !joining.tls_;
+    if (!verify && !a->proxy_header_due && !tls_due) co_return true;
     authenticating_.insert(a);
     ++authenticating_count_[index(id)];
     publish_counts();
-    // The PROXY header (if one is due), then the verifier (if any), under one deadline.
+    // The PROXY header (if one is due), the TLS handshake (if the side speaks TLS), then the
+    // verifier (if any), under one deadline.
     detail::proxy_read got;
+    std::string tls_failure;
     auto check = [&]() -> asio::awaitable<auth_result> {
         if (a->proxy_header_due) {
             co_await detail::read_proxy_header(joining.socket_, got);
@@ -340,9 +388,22 @@ asio::awaitable<bool> basic_connector<Protocol, Executor>::authenticate(const ar
                 if (!ec) note_address(remote);
             }
         }
+        if (tls_due) {
+            joining.tls_ = tls->session(static_cast<int>(joining.socket_.native_handle()));
+            tls_failure = co_await detail::tls_handshake(joining.socket_, *joining.tls_);
+            if (!tls_failure.empty()) co_return auth_result{};
+            tls_due = false;
+            log_handshake(joining);
+        }
         if (!verify) co_return auth_result{.ok = true, .leftover = {}};
-        const auth_context context{
-            .side = id, .remote = joining.remote(), .proxy = joining.proxied()};
+        const auth_context context{.side = id,
+                                   .remote = joining.remote(),
+                                   .proxy = joining.proxied(),
+                                   .tls = joining.tls_ ? &joining.tls_->info() : nullptr};
+        if (joining.tls_) {
+            tls_stream<socket_type> plain(joining.socket_, *joining.tls_);
+            co_return co_await verify(plain, context);
+        }
         co_return co_await verify(joining.socket_, context);
     };
     auto result = co_await detail::admit(check, opts_.auth_timeout, strand_);
@@ -363,6 +424,15 @@ asio::awaitable<bool> basic_connector<Protocol, Executor>::authenticate(const ar
         else if (why.empty()) // the reader threw
             why = result.failure;
         refuse(a, fmt::format("PROXY header: {}", why));
+        co_return false;
+    }
+    if (tls_due) { // the handshake did not end: a refusal too
+        auto why = std::move(tls_failure);
+        if (result.failure == "timed out")
+            why = fmt::format("not done within {} ms (auth_timeout)", opts_.auth_timeout.count());
+        else if (why.empty())
+            why = result.failure;
+        refuse(a, fmt::format("TLS handshake: {}", why));
         co_return false;
     }
     if (!result.admitted) {
@@ -437,10 +507,11 @@ bool basic_connector<Protocol, Executor>::route_away(const arrival_ptr& a) {
     verdict.leftover = std::move(a->in.early);
     verdict.key = std::move(a->key);
     verdict.side = id;
-    std::optional<proxy_header> told; // its PROXY header goes with it
+    std::optional<proxy_header> told; // its PROXY header goes with it, and its TLS session
     if (a->side->proxied_) told = *a->side->proxied_;
     asio::post(to->strand_, [to, id, protocol, handle, verdict = std::move(verdict),
-                             peer = std::move(a->side->remote_), told]() mutable {
+                             peer = std::move(a->side->remote_), told,
+                             tls = std::move(a->side->tls_)]() mutable {
         socket_type moved(to->ex_);
         std::error_code failed;
         detail::take_released(moved, protocol, handle, failed);
@@ -449,7 +520,7 @@ bool basic_connector<Protocol, Executor>::route_away(const arrival_ptr& a) {
                            "{}: a socket moved here could not be registered: {}", to_string(id),
                            failed.message());
         to->adopted(id, std::move(moved), std::move(verdict), origin::routed, std::move(peer),
-                    told ? &*told : nullptr);
+                    told ? &*told : nullptr, std::move(tls));
     });
     return true;
 }
@@ -523,6 +594,7 @@ void basic_connector<Protocol, Executor>::enqueue(arrival_ptr a, bool unseen) {
 /// While a side waits for its partner: keeps what it sends and drops it if it goes away.
 template <class Protocol, class Executor>
 void basic_connector<Protocol, Executor>::watch(arrival_ptr a) {
+    const bool read_now = a->side->tls_ != nullptr; // records may have been read ahead
     detail::watch_pending<side_type>(
         std::move(a), strand_,
         [self = this->shared_from_this()](arrival_ptr waiting, detail::watch_end how,
@@ -532,7 +604,8 @@ void basic_connector<Protocol, Executor>::watch(arrival_ptr a) {
                 self->info("{}: {} ended its stream while pending ({} bytes kept)",
                            to_string(waiting->side->id()), waiting->side->remote(),
                            waiting->in.early.size());
-        });
+        },
+        read_now);
 }
 
 /// Takes a side out of its queue and closes it.

@@ -16,11 +16,11 @@ namespace socket_connector {
 template <class Protocol, class Executor>
 void basic_connector<Protocol, Executor>::dial_for(arrival_ptr a, bool unseen) {
     if (auto ec = detail::read_sent(*a, unseen, opts_.io_run_by_one_thread))
-        return drop(a, ec.message());
+        return drop(a, detail::read_failure(*a->side, ec));
     // With a verifier for B, B's authentication goes first, and B may be the one to speak;
-    // with a PROXY header for B, the header does.
-    const bool data_first =
-        !a->in.early.empty() && !opts_.b.auth && opts_.b.send_proxy == proxy_version::none;
+    // with a PROXY header for B, the header does; with TLS, the handshake.
+    const bool data_first = !a->in.early.empty() && !opts_.b.auth && !opts_.b.tls &&
+                            opts_.b.send_proxy == proxy_version::none;
     // Only bytes that go out unchanged: no transformer, no traffic log, and no hook that could
     // set a transformer for the pair first.
     const bool send_ahead =
@@ -55,7 +55,8 @@ void basic_connector<Protocol, Executor>::dialed_for(arrival_ptr a, std::error_c
             return drop(a, "");
         }
     }
-    if (opts_.b.auth) return spawn(authenticate_then_pair(std::move(a), std::move(b)));
+    if (opts_.b.auth || opts_.b.tls)
+        return spawn(authenticate_then_pair(std::move(a), std::move(b)));
     b->in.short_read = true; // just connected: nothing read from it yet
     // Connected in the handler that registered the socket with the event loop: no epoll_wait has
     // taken its entry since, so whatever B has sent meanwhile (a server that speaks first, an end

@@ -45,6 +45,27 @@ void basic_connector<Protocol, Executor>::check_proxy_options() const {
             throw std::invalid_argument(fmt::format(
                 "side {}: send_proxy applies to a side the connector dials ({})", to_string(id),
                 listens ? "this one listens" : "one_server: both sides come to side A's port"));
+        if (so.tls && so.tls->server() && !listens)
+            throw std::invalid_argument(fmt::format(
+                "side {}: a TLS server (tls_server) applies to a side that listens ({})",
+                to_string(id),
+                dials ? "this one dials: give it tls_client" : "one_server: side A"));
+        if (so.tls && !so.tls->server() && !dials)
+            throw std::invalid_argument(fmt::format(
+                "side {}: a TLS client (tls_client) applies to a side the connector dials ({})",
+                to_string(id),
+                listens ? "this one listens: give it tls_server" : "one_server: side A"));
+        if (so.tls && so.auth && !so.auth.works_over_tls())
+            throw std::invalid_argument(fmt::format(
+                "side {}: its auth verifier does not work over TLS: it must take the TLS "
+                "stream (a template over the stream, with `using works_over_tls = void;`)",
+                to_string(id)));
+        if (so.tls && so.send_proxy != proxy_version::none && is_up_front(id))
+            throw std::invalid_argument(fmt::format(
+                "side {}: send_proxy with TLS needs the partner known when the side is dialed "
+                "(server_to_socket with multi); this side's handshake comes before its partner, "
+                "and the header, which names the partner, must precede the handshake",
+                to_string(id)));
         if (so.send_proxy != proxy_version::none && so.auth && is_up_front(id))
             throw std::invalid_argument(fmt::format(
                 "side {}: send_proxy with an auth verifier needs the partner known when the side "
