@@ -65,6 +65,14 @@ MODE: server-to-server | server-to-socket | socket-to-server | socket-to-socket
   --send-proxy-a v1|v2     a socket side: send a PROXY header (v1 text or v2 binary) naming
   --send-proxy-b v1|v2     the other side's peer, before any relayed byte, as HAProxy's
                            send-proxy does (with --auth-X: server-to-socket --multi only)
+  --tls-cert-X FILE        a server side X (a or b) accepts only TLS (1.2 or 1.3), with this
+  --tls-key-X FILE         certificate chain and private key (PEM); the peer's bytes are
+                           relayed decrypted. The handshake counts toward --auth-timeout
+  --tls-client-ca-X FILE   with --tls-cert-X: each peer must present a client certificate
+                           signed by this CA (PEM)
+  --tls-X                  a socket side X connects with TLS, verifying the server against
+  --tls-ca-X FILE          this CA file (PEM; default: the system's store) and the name
+  --tls-name-X NAME        NAME (default: the host of --X), also sent as SNI
   --threads N              threads running the relay (default: one per core); with
                            server-to-socket --multi, one event loop per thread, each
                            accepting on the address (SO_REUSEPORT) and relaying its own pairs
@@ -97,8 +105,9 @@ code); the two sides of each session are joined, sessions never cross.
   --max-sessions N         at most N sessions waiting or paired (default 0: no limit)
   --timeout defaults to 0 here (serve until a signal); --auth-timeout bounds the token line.
   The options above from --timeout to --metrics apply, except --multi, --auth-a/b,
-  --connect-timeout and --send-proxy-a/b; --accept-proxy-a is for --listen's port,
-  --accept-proxy-b for --listen-b's. `socket-connector token --help` tells how to make a token.
+  --connect-timeout, --send-proxy-a/b and the socket sides' --tls-X flags;
+  --accept-proxy-a and --tls-cert-a/--tls-key-a/--tls-client-ca-a are for --listen's port,
+  the -b ones for --listen-b's. `socket-connector token --help` tells how to make a token.
 
   -h, --help               print this help and exit
   --version                print the version and exit
@@ -165,6 +174,19 @@ struct config {
 
     /// --metrics: where the HTTP endpoint for the counters listens.
     std::optional<sc::address> metrics;
+
+    /// TLS per side (A, B): the files the program loads (with OpenSSL) into `side_options::tls`.
+    struct tls_files {
+        /// A server side: certificate chain, key, and the CA client certificates must be
+        /// signed by (empty: none asked for). Non-empty `certificate`: the side speaks TLS.
+        std::string certificate, key, client_ca;
+        /// A socket side: connect with TLS (--tls-X), verifying against `ca` (empty: the
+        /// system's store) and `name`.
+        bool client = false;
+        std::string ca, name;
+        bool any() const noexcept { return client || !certificate.empty(); }
+    };
+    tls_files tls[2];
 };
 
 inline bool is_server(sc::connector_mode mode, char side) {
@@ -284,6 +306,37 @@ struct proxy_args {
     sc::proxy_version send[2] = {sc::proxy_version::none, sc::proxy_version::none};
 };
 
+/// Why side `lower`'s TLS flags do not fit it (a server side takes a certificate, a socket side
+/// --tls-X), or empty. `dialed_up_front`: a socket side dialed before its partner is known.
+inline std::string check_tls_files(const config::tls_files& t, char lower, bool server,
+                                   bool proxy_header_up_front) {
+    if (server) {
+        if (t.client || !t.ca.empty() || !t.name.empty())
+            return fmt::format("--tls-{0}, --tls-ca-{0} and --tls-name-{0} apply to a socket side "
+                               "(side {1} listens; it takes --tls-cert-{0} and --tls-key-{0})",
+                               lower, static_cast<char>(lower - 'a' + 'A'));
+        if (!t.certificate.empty() && t.key.empty())
+            return fmt::format("--tls-cert-{0} needs --tls-key-{0}", lower);
+        if (t.certificate.empty() && !t.key.empty())
+            return fmt::format("--tls-key-{0} needs --tls-cert-{0}", lower);
+        if (!t.client_ca.empty() && t.certificate.empty())
+            return fmt::format("--tls-client-ca-{0} needs --tls-cert-{0} and --tls-key-{0}", lower);
+        return {};
+    }
+    if (!t.certificate.empty() || !t.key.empty() || !t.client_ca.empty())
+        return fmt::format("--tls-cert-{0}, --tls-key-{0} and --tls-client-ca-{0} apply to a "
+                           "server side (side {1} connects out; it takes --tls-{0})",
+                           lower, static_cast<char>(lower - 'a' + 'A'));
+    if (!t.client && (!t.ca.empty() || !t.name.empty()))
+        return fmt::format("--tls-ca-{0} and --tls-name-{0} need --tls-{0}", lower);
+    if (t.client && proxy_header_up_front)
+        return fmt::format("--send-proxy-{0} with --tls-{0} needs server-to-socket --multi (the "
+                           "header, which names the partner, goes before the handshake; here "
+                           "side {1} is dialed before any partner comes)",
+                           lower, static_cast<char>(lower - 'a' + 'A'));
+    return {};
+}
+
 /// The rest of `rendezvous`: its ports and secret file. The verifiers are set by the program
 /// once it has read the secret.
 inline parse_result parse_rendezvous(config cfg, std::optional<std::string_view> listen,
@@ -309,6 +362,11 @@ inline parse_result parse_rendezvous(config cfg, std::optional<std::string_view>
     }
     if (proxy.accept[1] && !listen_b)
         return "--accept-proxy-b needs --listen-b (one port takes both sides: --accept-proxy-a)";
+    if (cfg.tls[1].any() && !listen_b)
+        return "--tls-cert-b needs --listen-b (one port takes both sides: --tls-cert-a)";
+    for (int i = 0; i < 2; ++i)
+        if (auto why = check_tls_files(cfg.tls[i], i == 0 ? 'a' : 'b', true, false); !why.empty())
+            return why;
     cfg.a.accept_proxy = proxy.accept[0];
     cfg.b.accept_proxy = proxy.accept[1];
     cfg.a.keepalive = cfg.keepalive;
@@ -349,8 +407,9 @@ inline parse_result parse_args(std::span<char* const> args) {
             inline_value = arg.substr(eq + 1);
 
         static constexpr std::string_view flags[] = {
-            "--help",         "--version", "--multi",          "--verbose",       "--log-traffic",
-            "--no-keepalive", "--stats",   "--accept-proxy-a", "--accept-proxy-b"};
+            "--help",           "--version",      "--multi", "--verbose",
+            "--log-traffic",    "--no-keepalive", "--stats", "--accept-proxy-a",
+            "--accept-proxy-b", "--tls-a",        "--tls-b"};
         static constexpr std::string_view valued[] = {"--a",
                                                       "--b",
                                                       "--timeout",
@@ -372,7 +431,17 @@ inline parse_result parse_args(std::span<char* const> args) {
                                                       "--max-sessions",
                                                       "--metrics",
                                                       "--send-proxy-a",
-                                                      "--send-proxy-b"};
+                                                      "--send-proxy-b",
+                                                      "--tls-cert-a",
+                                                      "--tls-cert-b",
+                                                      "--tls-key-a",
+                                                      "--tls-key-b",
+                                                      "--tls-client-ca-a",
+                                                      "--tls-client-ca-b",
+                                                      "--tls-ca-a",
+                                                      "--tls-ca-b",
+                                                      "--tls-name-a",
+                                                      "--tls-name-b"};
         bool is_flag = std::find(std::begin(flags), std::end(flags), name) != std::end(flags);
         bool has_value = std::find(std::begin(valued), std::end(valued), name) != std::end(valued);
         if (!is_flag && !has_value) return fmt::format("unknown option {}", cli::quoted(name));
@@ -394,6 +463,8 @@ inline parse_result parse_args(std::span<char* const> args) {
             if (name == "--stats") cfg.stats = true;
             if (name == "--accept-proxy-a" || name == "--accept-proxy-b")
                 proxy.accept[name.back() == 'a' ? 0 : 1] = true;
+            if (name == "--tls-a" || name == "--tls-b")
+                cfg.tls[name.back() == 'a' ? 0 : 1].client = true;
             if (name == "--no-keepalive") {
                 if (keepalive_given) return "--keepalive and --no-keepalive exclude each other";
                 keepalive_given = true;
@@ -417,6 +488,17 @@ inline parse_result parse_args(std::span<char* const> args) {
             cfg.secret_file = std::string(value);
         } else if (name == "--b") {
             b_text = value;
+        } else if (name.starts_with("--tls-")) {
+            if (value.empty()) return fmt::format("{} needs a non-empty value", name);
+            if (value.find('\0') != std::string_view::npos)
+                return fmt::format("{} cannot contain a NUL byte", name);
+            auto& t = cfg.tls[name.back() == 'a' ? 0 : 1];
+            const auto what = std::string_view(name).substr(6, name.size() - 8); // cert, key, ...
+            (what == "cert"        ? t.certificate
+             : what == "key"       ? t.key
+             : what == "client-ca" ? t.client_ca
+             : what == "ca"        ? t.ca
+                                   : t.name) = std::string(value);
         } else if (name == "--send-proxy-a" || name == "--send-proxy-b") {
             if (value != "v1" && value != "v2")
                 return fmt::format("{} needs v1 or v2 (got {})", name, cli::quoted(value));
@@ -484,8 +566,10 @@ inline parse_result parse_args(std::span<char* const> args) {
 
     if (!mode_text) return "missing MODE";
     if (*mode_text == "rendezvous") {
-        for (std::string_view other : {"--a", "--b", "--auth-a", "--auth-b", "--multi",
-                                       "--connect-timeout", "--send-proxy-a", "--send-proxy-b"})
+        for (std::string_view other :
+             {"--a", "--b", "--auth-a", "--auth-b", "--multi", "--connect-timeout",
+              "--send-proxy-a", "--send-proxy-b", "--tls-a", "--tls-b", "--tls-ca-a", "--tls-ca-b",
+              "--tls-name-a", "--tls-name-b"})
             if (std::find(seen.begin(), seen.end(), other) != seen.end())
                 return fmt::format("{} does not apply to rendezvous (its clients send tokens; "
                                    "see --listen)",
@@ -553,6 +637,12 @@ inline parse_result parse_args(std::span<char* const> args) {
                                lower, side.name);
         side.options.accept_proxy = proxy.accept[i];
         side.options.send_proxy = proxy.send[i];
+        auto& t = cfg.tls[i];
+        if (auto misfit = check_tls_files(
+                t, lower, server, proxy.send[i] != sc::proxy_version::none && !dialed_for_partner);
+            !misfit.empty())
+            return misfit;
+        if (t.client && t.name.empty()) t.name = parsed->host;
     }
     return cfg;
 }

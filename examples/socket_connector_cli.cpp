@@ -60,6 +60,7 @@
 
 #include <socket_connector/session_token.hpp>
 #include <socket_connector/socket_connector.hpp>
+#include <socket_connector/tls.hpp>
 
 #include "cli_args.hpp"
 #include "example_support.hpp"
@@ -155,10 +156,37 @@ private:
     }
     static constexpr const char* until_a_signal = "(--timeout 0 serves until a signal)";
 
+    /// The sides' TLS from the files the command line names: throws with the file and
+    /// OpenSSL's reason when one cannot be used.
+    void load_tls(sc::options& o) const {
+        for (int i = 0; i < 2; ++i) {
+            const auto& t = cfg_.tls[i];
+            auto& side = i == 0 ? o.a : o.b;
+            try {
+                if (!t.certificate.empty())
+                    side.tls = sc::tls_server({.certificate_chain = t.certificate,
+                                               .private_key = t.key,
+                                               .client_ca = t.client_ca});
+                else if (t.client)
+                    side.tls = sc::tls_client({.name = t.name, .ca = t.ca});
+            } catch (const std::exception& e) {
+                throw std::runtime_error(
+                    fmt::format("side {} TLS: {}", i == 0 ? 'A' : 'B', e.what()));
+            }
+        }
+    }
+
     asio::awaitable<void> run() {
         // A named variable, not a temporary in the co_await: g++ 12 destroys such a temporary
         // twice.
         sc::options o = make_options(cfg_);
+        try {
+            load_tls(o);
+        } catch (const std::exception& e) {
+            fail(e.what());
+            stop_watching_signals();
+            co_return;
+        }
         if (cfg_.rendezvous) {
             // Every client's first line is its session token, on either port.
             try {

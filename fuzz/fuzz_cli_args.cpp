@@ -113,6 +113,20 @@ void check_side(const sc::side_options& side, bool server, bool auth_given) {
     FUZZ_CHECK(side.send_proxy == sc::proxy_version::none || !server);
 }
 
+/// A server side's TLS is a certificate and its key (and maybe a client CA); a socket side's is
+/// --tls-X with a name to verify (and maybe a CA file); never a mix.
+void check_tls(const cli::config::tls_files& t, bool server) {
+    if (server) {
+        FUZZ_CHECK(!t.client && t.ca.empty() && t.name.empty());
+        FUZZ_CHECK(t.certificate.empty() == t.key.empty());
+        FUZZ_CHECK(t.client_ca.empty() || !t.certificate.empty());
+    } else {
+        FUZZ_CHECK(t.certificate.empty() && t.key.empty() && t.client_ca.empty());
+        FUZZ_CHECK(t.client || (t.ca.empty() && t.name.empty()));
+        FUZZ_CHECK(!t.client || !t.name.empty());
+    }
+}
+
 void check_config(const cli::config& cfg, const std::vector<std::string>& words) {
     if (cfg.help || cfg.version) return; // the rest of the words are not checked
     FUZZ_CHECK(cfg.threads >= 1 && cfg.threads <= cli::max_threads);
@@ -152,6 +166,9 @@ void check_config(const cli::config& cfg, const std::vector<std::string>& words)
         check_side(cfg.a, true, false);
         if (listen_b_given) check_side(cfg.b, true, false);
         FUZZ_CHECK(!cfg.b.accept_proxy || listen_b_given);
+        check_tls(cfg.tls[0], true);
+        check_tls(cfg.tls[1], true);
+        FUZZ_CHECK(!cfg.tls[1].any() || listen_b_given);
         FUZZ_CHECK(cfg.pending_timeout == sc::no_timeout ||
                    (cfg.pending_timeout > 0ms && cfg.pending_timeout <= max_ms));
         FUZZ_CHECK(cfg.max_sessions <= cli::max_limit);
@@ -179,6 +196,11 @@ void check_config(const cli::config& cfg, const std::vector<std::string>& words)
     FUZZ_CHECK(o.b.endpoint == cfg.b.endpoint && o.b.host == cfg.b.host && o.b.port == cfg.b.port);
     FUZZ_CHECK(o.a.accept_proxy == cfg.a.accept_proxy && o.b.accept_proxy == cfg.b.accept_proxy);
     FUZZ_CHECK(o.a.send_proxy == cfg.a.send_proxy && o.b.send_proxy == cfg.b.send_proxy);
+    check_tls(cfg.tls[0], cli::is_server(cfg.mode, 'A'));
+    check_tls(cfg.tls[1], cli::is_server(cfg.mode, 'B'));
+    // A PROXY header goes before the handshake, so it needs the partner known: a proxy's B.
+    FUZZ_CHECK(!cfg.tls[0].client || cfg.a.send_proxy == sc::proxy_version::none);
+    FUZZ_CHECK(!cfg.tls[1].client || cfg.b.send_proxy == sc::proxy_version::none || cfg.multi);
 }
 
 cli::parse_result parse(std::vector<std::string>& words) {

@@ -198,6 +198,12 @@ TEST_CASE("the usage text lists every option the parser knows", "[cli_args]") {
                              "--accept-proxy-b",
                              "--send-proxy-a v1|v2",
                              "--send-proxy-b v1|v2",
+                             "--tls-cert-X FILE",
+                             "--tls-key-X FILE",
+                             "--tls-client-ca-X FILE",
+                             "--tls-X",
+                             "--tls-ca-X FILE",
+                             "--tls-name-X NAME",
                              "-h, --help",
                              "--version"}) {
         INFO(flag);
@@ -388,4 +394,54 @@ TEST_CASE("parse_args: --accept-proxy-X on server sides, --send-proxy-X v1|v2 on
               .starts_with("--accept-proxy-b needs --listen-b"));
     CHECK(rejected({"rendezvous", "--listen", ":0", "--secret-file", "s", "--send-proxy-b", "v1"})
               .starts_with("--send-proxy-b does not apply to rendezvous"));
+}
+
+TEST_CASE("parse_args: TLS files on server sides, --tls-X on socket sides", "[cli_args]") {
+    auto server =
+        accepted(with({"--tls-cert-a", "c.pem", "--tls-key-a", "k.pem", "--tls-client-ca-a",
+                       "ca.pem", "--tls-cert-b=c2", "--tls-key-b=k2"}));
+    CHECK(server.tls[0].certificate == "c.pem");
+    CHECK(server.tls[0].key == "k.pem");
+    CHECK(server.tls[0].client_ca == "ca.pem");
+    CHECK(server.tls[1].certificate == "c2");
+    CHECK_FALSE(server.tls[0].client);
+    auto client = accepted({"server-to-socket", "--a", ":0", "--b", "example.com:443", "--tls-b"});
+    CHECK(client.tls[1].client);
+    CHECK(client.tls[1].name == "example.com"); // the host of --b
+    CHECK(client.tls[1].ca.empty());            // the system's store
+    auto named = accepted({"socket-to-socket", "--a", "127.0.0.1:9", "--b", "[::1]:9", "--tls-a",
+                           "--tls-name-a", "service.internal", "--tls-b", "--tls-ca-b", "ca.pem"});
+    CHECK(named.tls[0].name == "service.internal");
+    CHECK(named.tls[1].name == "::1");
+    CHECK(named.tls[1].ca == "ca.pem");
+    // Misfits: exit 2 with the reason.
+    CHECK(rejected(with({"--tls-a"}))
+              .starts_with("--tls-a, --tls-ca-a and --tls-name-a apply to a "
+                           "socket side (side A listens"));
+    CHECK(
+        rejected({"server-to-socket", "--a", ":0", "--b", "h:1", "--tls-cert-b", "c", "--tls-key-b",
+                  "k"})
+            .starts_with("--tls-cert-b, --tls-key-b and --tls-client-ca-b apply to a server side"));
+    CHECK(rejected(with({"--tls-cert-a", "c"})) == "--tls-cert-a needs --tls-key-a");
+    CHECK(rejected(with({"--tls-key-b", "k"})) == "--tls-key-b needs --tls-cert-b");
+    CHECK(rejected(with({"--tls-client-ca-a", "ca"})) ==
+          "--tls-client-ca-a needs --tls-cert-a and --tls-key-a");
+    CHECK(rejected({"server-to-socket", "--a", ":0", "--b", "h:1", "--tls-name-b", "n"}) ==
+          "--tls-ca-b and --tls-name-b need --tls-b");
+    CHECK(rejected(with({"--tls-cert-a", ""})) == "--tls-cert-a needs a non-empty value");
+    CHECK(
+        rejected({"server-to-socket", "--a", ":0", "--b", "h:1", "--tls-b", "--send-proxy-b", "v1"})
+            .starts_with("--send-proxy-b with --tls-b needs server-to-socket --multi"));
+    auto proxied = accepted({"server-to-socket", "--a", ":0", "--b", "h:1", "--multi", "--tls-b",
+                             "--send-proxy-b", "v2"});
+    CHECK(proxied.tls[1].client);
+    // rendezvous: the server flags, -a for --listen, -b for --listen-b.
+    auto rv = accepted({"rendezvous", "--listen", ":0", "--secret-file", "s", "--tls-cert-a", "c",
+                        "--tls-key-a", "k"});
+    CHECK(rv.tls[0].certificate == "c");
+    CHECK(rejected({"rendezvous", "--listen", ":0", "--secret-file", "s", "--tls-cert-b", "c",
+                    "--tls-key-b", "k"})
+              .starts_with("--tls-cert-b needs --listen-b"));
+    CHECK(rejected({"rendezvous", "--listen", ":0", "--secret-file", "s", "--tls-a"})
+              .starts_with("--tls-a does not apply to rendezvous"));
 }
