@@ -4,7 +4,7 @@
 SC_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$SC_ROOT"
 
-SC_PACKAGES=(libasio-dev libfmt-dev catch2 cmake g++ clang ncat ccache libssl-dev python3 iproute2 curl prometheus haproxy)
+SC_PACKAGES=(libasio-dev libfmt-dev catch2 cmake g++ clang ncat ccache libssl-dev openssl python3 iproute2 curl prometheus haproxy)
 
 sc_log() { printf '==> %s\n' "$*" >&2; }
 
