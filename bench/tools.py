@@ -57,6 +57,17 @@
       "errors": {why: count}, "over_interval", "seconds", "p50_ms", "p99_ms", "max_ms",
       "connections_first", "connections_last", "cpu_s", "stopped": stdin, seconds or
       max-count}.
+  tools.py tls-idle-pairs --relay PORT --backend PORT --pairs N --ca FILE [--name NAME]
+           [--window W] [--timeout S]
+      Issue 21: listens on the backend port and opens N TLS connections to a relay that
+      terminates TLS (at most W, default 16, not yet proven at a time), python's ssl with its
+      defaults, verifying the chain against FILE and the name NAME (default localhost, also
+      sent as SNI). Each, once its handshake is done, sends a 32-byte message that the backend
+      reads and checks and answers with 32 bytes of its own, which the client reads and checks:
+      the pair is proven, and then held idle. Prints {"pairs": proven, "opened", "failed",
+      "errors": {why: count}, "seconds", "version", "cipher"} when all N are proven or failed
+      (or the timeout passed). Then waits for a line on stdin and closes everything with RST,
+      backend side first.
 
 Every loop here is bounded in count and time; addresses are 127.0.0.1 only.
 """
@@ -293,6 +304,182 @@ def cmd_idle_pairs(a):
     time.sleep(0.05)
     for s in clients:
         rst_close(s)
+    ls.close()
+
+
+def cmd_tls_idle_pairs(a):
+    import ssl
+    raise_nofile()
+    ctx = ssl.create_default_context(cafile=a.ca)     # TLS 1.2 or later; the chain and the name checked
+    start = time.monotonic()
+    deadline = start + a.timeout
+    ls = listener(a.backend)
+    ls.setblocking(False)
+    sel = selectors.DefaultSelector()
+    sel.register(ls, selectors.EVENT_READ, ("listen", None))
+    errors = collections.Counter()
+    clients, backends = [], []      # every socket, for the RST at the end
+    state = {"opened": 0, "proven": 0, "failed": 0, "inflight": 0, "version": None, "cipher": None}
+
+    def message(i):
+        return (b"%08d" % i) * 4
+
+    def answer(i):
+        return message(i)[::-1]
+
+    class Client:
+        __slots__ = ("i", "sock", "step", "got")
+
+    def fail(c, why):
+        errors[why] += 1
+        state["failed"] += 1
+        state["inflight"] -= 1
+        try:
+            sel.unregister(c.sock)
+        except (KeyError, ValueError):
+            pass
+        rst_close(c.sock)
+        c.step = "failed"
+
+    def want(c, events):
+        sel.modify(c.sock, events, ("client", c))
+
+    def advance(c):
+        """Moves a client on as far as it goes without blocking."""
+        if c.step == "connect":
+            err = c.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if err:
+                return fail(c, f"connect: {os.strerror(err)}")
+            sel.unregister(c.sock)
+            plain = c.sock
+            c.sock = ctx.wrap_socket(plain, server_hostname=a.name, do_handshake_on_connect=False)
+            clients[c.i] = c.sock
+            sel.register(c.sock, selectors.EVENT_READ, ("client", c))
+            c.step = "handshake"
+        if c.step == "handshake":
+            try:
+                c.sock.do_handshake()
+            except ssl.SSLWantReadError:
+                return want(c, selectors.EVENT_READ)
+            except ssl.SSLWantWriteError:
+                return want(c, selectors.EVENT_WRITE)
+            except ssl.SSLCertVerificationError as e:
+                return fail(c, f"certificate not verified: {e.verify_message}")
+            except (ssl.SSLError, OSError) as e:
+                return fail(c, f"handshake: {type(e).__name__} {getattr(e, 'reason', None) or e}")
+            if state["version"] is None:
+                state["version"], state["cipher"] = c.sock.version(), c.sock.cipher()[0]
+            c.step = "send"
+        if c.step == "send":
+            try:
+                sent = c.sock.send(message(c.i))
+            except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                return want(c, selectors.EVENT_WRITE)
+            except (ssl.SSLError, OSError) as e:
+                return fail(c, f"send: {type(e).__name__}")
+            if sent != 32:
+                return fail(c, "send: short write")
+            c.step = "answer"
+            want(c, selectors.EVENT_READ)
+        if c.step == "answer":
+            while True:
+                try:
+                    data = c.sock.recv(4096)
+                except ssl.SSLWantReadError:
+                    return want(c, selectors.EVENT_READ)
+                except ssl.SSLWantWriteError:
+                    return want(c, selectors.EVENT_WRITE)
+                except (ssl.SSLError, OSError) as e:
+                    return fail(c, f"read: {type(e).__name__} {getattr(e, 'reason', None) or e}")
+                if not data:
+                    return fail(c, "closed before the answer")
+                c.got += data
+                want_ = answer(c.i)
+                if len(c.got) > 32 or c.got != want_[:len(c.got)]:
+                    return fail(c, "wrong bytes in the answer")
+                if len(c.got) == 32:
+                    sel.unregister(c.sock)
+                    c.step = "idle"
+                    state["proven"] += 1
+                    state["inflight"] -= 1
+                    return
+
+    def backend_read(b):
+        sock, got = b
+        try:
+            data = sock.recv(64)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            errors["backend: closed before the message"] += 1
+            sel.unregister(sock)
+            return
+        got += data
+        b[1] = got
+        if len(got) < 32:
+            return
+        sel.unregister(sock)
+        i = int(got[:8]) if got[:8].isdigit() else -1
+        if len(got) != 32 or i < 0 or got != message(i):
+            errors["backend: wrong bytes in the message"] += 1
+            return
+        try:
+            sock.send(answer(i))
+        except OSError:
+            errors["backend: answer not sent"] += 1
+
+    while state["proven"] + state["failed"] < a.pairs and time.monotonic() < deadline:
+        while state["opened"] < a.pairs and state["inflight"] < a.window:
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.setblocking(False)
+            err = s.connect_ex((HOST, a.relay))
+            c = Client()
+            c.i, c.sock, c.step, c.got = state["opened"], s, "connect", b""
+            clients.append(s)
+            state["opened"] += 1
+            state["inflight"] += 1
+            if err not in (0, errno.EINPROGRESS):
+                errors[f"connect: {os.strerror(err)}"] += 1
+                state["failed"] += 1
+                state["inflight"] -= 1
+                rst_close(s)
+                continue
+            sel.register(s, selectors.EVENT_WRITE, ("client", c))
+        for key, _ in sel.select(timeout=0.2):
+            kind, obj = key.data
+            if kind == "listen":
+                while True:
+                    try:
+                        b, _ = ls.accept()
+                    except (BlockingIOError, InterruptedError):
+                        break
+                    except OSError:
+                        break
+                    b.setblocking(False)
+                    backends.append(b)
+                    sel.register(b, selectors.EVENT_READ, ("backend", [b, b""]))
+            elif kind == "client":
+                if obj.step not in ("failed", "idle"):
+                    advance(obj)
+            else:
+                backend_read(obj)
+    pending = a.pairs - state["proven"] - state["failed"]
+    if pending > 0:
+        errors["not proven within the timeout"] += pending
+    say({"pairs": state["proven"], "opened": state["opened"], "failed": state["failed"],
+         "accepted": len(backends), "errors": dict(errors), "seconds": time.monotonic() - start,
+         "version": state["version"], "cipher": state["cipher"]})
+    # Hold until told to release (or stdin closes), bounded.
+    rsel = selectors.DefaultSelector()
+    rsel.register(sys.stdin, selectors.EVENT_READ)
+    rsel.select(timeout=a.hold_limit)
+    for b in backends:
+        rst_close(b)
+    time.sleep(0.05)
+    for c in clients:
+        rst_close(c)
     ls.close()
 
 
@@ -837,6 +1024,15 @@ def main():
     s.add_argument("--window", type=int, default=64)
     s.add_argument("--timeout", type=float, default=120)
     s.add_argument("--hold-limit", type=float, default=300)
+    s = sub.add_parser("tls-idle-pairs")
+    s.add_argument("--relay", type=int, required=True)
+    s.add_argument("--backend", type=int, required=True)
+    s.add_argument("--pairs", type=int, required=True)
+    s.add_argument("--ca", required=True)
+    s.add_argument("--name", default="localhost")
+    s.add_argument("--window", type=int, default=16)
+    s.add_argument("--timeout", type=float, default=120)
+    s.add_argument("--hold-limit", type=float, default=300)
     s = sub.add_parser("scrape")
     s.add_argument("--connect", type=int, required=True)
     s.add_argument("--path", default="/metrics")
@@ -847,7 +1043,8 @@ def main():
     a = p.parse_args()
     {"sink": cmd_sink, "source": cmd_source, "pingpong-server": cmd_pingpong_server,
      "pingpong-client": cmd_pingpong_client, "idle-pairs": cmd_idle_pairs,
-     "sessions": cmd_sessions, "rv-memory": cmd_rv_memory, "scrape": cmd_scrape}[a.cmd](a)
+     "sessions": cmd_sessions, "rv-memory": cmd_rv_memory, "scrape": cmd_scrape,
+     "tls-idle-pairs": cmd_tls_idle_pairs}[a.cmd](a)
 
 
 if __name__ == "__main__":

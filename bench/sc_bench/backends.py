@@ -1,5 +1,7 @@
 """The servers behind the relays, up for the whole run: the iperf3 server, the latency echo
-(sockperf server, or the python one) and nginx serving a tiny file over HTTP for wrk."""
+(sockperf server, or the python one) and nginx serving a tiny file over HTTP for wrk (and, for
+the TLS metrics of issue 21, for openssl s_client and s_time). The relays terminating TLS relay
+plaintext to these same backends."""
 import os
 
 from .common import HOST, PY, TOOLS
@@ -9,11 +11,12 @@ from .processes import PROCS, wait_listen
 def start_all(h, metrics):
     """Starts the backends the metrics need; h.backends maps each role to its process."""
     h.backends = {}
-    if h.use_iperf and ({"throughput", "cpu"} & metrics):
+    if h.use_iperf and ({"throughput", "cpu", "tls-throughput"} & metrics):
         start_iperf(h)
     if "latency" in metrics:
         start_latency(h)
-    if "connrate" in metrics and h.use_wrk:
+    # issue 21: the TLS probe and the TLS connection loads fetch the tiny file too
+    if ("connrate" in metrics and h.use_wrk) or h.tls_targets:
         start_http(h)
 
 
@@ -60,7 +63,8 @@ def start_http(h):
            f"        root {www};\n    }}\n}}\n")
     path = h.journal.write_config("nginx-http-backend.conf", cfg, "nginx-http")
     cmd = ["nginx", "-p", d, "-e", f"{d}/error.log", "-c", path]
-    h.journal.note_cmd("backend", "conn/s: nginx http serving a tiny static file", cmd)
+    what = "conn/s" + (" and the TLS loads" if h.tls_targets else "")
+    h.journal.note_cmd("backend", f"{what}: nginx http serving a tiny static file", cmd)
     p = PROCS.spawn(cmd, "http-backend")
     wait_listen(p, h.port["http"])
     h.backends["http"] = p

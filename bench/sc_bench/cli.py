@@ -9,8 +9,10 @@ from .common import BenchError, Interrupted, log
 from .harness import Harness
 from .peers import ALL_PEERS
 from .processes import PROCS
+from .schedule import TLS_METRICS     # issue 21: --tls
 
-ALL_METRICS = ["throughput", "cpu", "latency", "connrate", "memory", "sessionrate", "sessionmemory"]
+DEFAULT_METRICS = ["throughput", "cpu", "latency", "connrate", "memory", "sessionrate", "sessionmemory"]
+ALL_METRICS = DEFAULT_METRICS + TLS_METRICS
 
 
 def parse_args(description):
@@ -33,10 +35,17 @@ def parse_args(description):
         if not xs or min(xs) < 1:
             raise argparse.ArgumentTypeError("comma-separated positive numbers")
         return xs
-    p.add_argument("--peers", type=csv(ALL_PEERS), default=list(ALL_PEERS),
-                   help=f"relays to run besides direct (default {','.join(ALL_PEERS)})")
-    p.add_argument("--metrics", type=csv(ALL_METRICS), default=list(ALL_METRICS),
-                   help=f"figures to measure (default {','.join(ALL_METRICS)})")
+    p.add_argument("--peers", type=csv(ALL_PEERS), default=None,
+                   help=f"relays to run besides direct (default {','.join(ALL_PEERS)}; stunnel runs the "
+                        "TLS metrics only, socat and socket-connector-scraped the plaintext ones only)")
+    p.add_argument("--metrics", type=csv(ALL_METRICS), default=None,
+                   help=f"figures to measure: any of {','.join(ALL_METRICS)} (default "
+                        f"{','.join(DEFAULT_METRICS)})")
+    p.add_argument("--tls", action="store_true",
+                   help=f"issue 21, TLS termination: add {','.join(TLS_METRICS)} to the metrics; without "
+                        "--metrics, measure only these")
+    p.add_argument("--tls-pairs", type=int,
+                   help="idle TLS pairs held for tls-memory (default 1000; 100 with --quick)")
     p.add_argument("--repeats", type=int, help="interleaved repeats (default 3; 1 with --quick)")
     p.add_argument("--quick", action="store_true",
                    help="smoke check: 1 s loads, 1 repeat, 100 and 1,000 idle pairs, 128 MiB pushed, "
@@ -60,10 +69,20 @@ def parse_args(description):
     p.add_argument("--pair-rounds", type=int,
                    help="paired rounds after the repeats: conn/s through socket-connector, HAProxy "
                         "(all three) and nginx stream, and latency through socket-connector, nginx stream "
-                        "and HAProxy (no splice), each loaded in turn, the order reversed every round "
-                        "(default 16; 2 with --quick; 0: none)")
+                        "and HAProxy (no splice), each loaded in turn, the order reversed every round; with "
+                        "the TLS metrics also full TLS handshakes/s and wrk's https conn/s through the TLS "
+                        "relays (default 16; 2 with --quick; 0: none)")
     p.add_argument("--pair-seconds", type=int, help="seconds per load in a paired round (default 2; 1 with --quick)")
     a = p.parse_args()
+    a.peers_given = a.peers is not None
+    if a.peers is None:
+        a.peers = list(ALL_PEERS)
+    if a.metrics is None:
+        a.metrics = list(TLS_METRICS if a.tls else DEFAULT_METRICS)
+    elif a.tls:
+        a.metrics = list(dict.fromkeys(a.metrics + TLS_METRICS))
+    if a.tls_pairs is not None and a.tls_pairs < 1:
+        p.error("--tls-pairs must be at least 1")
     if a.pair_rounds is None:
         a.pair_rounds = 2 if a.quick else 16
     if a.pair_rounds < 0:

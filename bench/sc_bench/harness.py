@@ -8,10 +8,10 @@ import re
 import resource
 import tempfile
 
-from . import backends, chart, micro, peers, report, results, schedule
+from . import backends, chart, micro, peers, report, results, schedule, tls
 from .common import ROOT, BenchError, log
 from .journal import Journal
-from .packages import PKG_CHECK, ensure_packages, have, version_of
+from .packages import PKG_CHECK, ensure_packages, have, stunnel_binary, version_of
 from .processes import PROCS, listening
 
 
@@ -31,6 +31,11 @@ class Harness:
         self.binary = None
         self.scrapes = []       # issue 22: what each scraper counted, with the load it ran beside
         self.phase = None       # the load under way ({"metric", "rep"}), for the scraper's count
+        self.tls_targets = []   # issue 21: the TLS relays (peers.TLS_ORDER), socket-connector's first
+        self.tls_pair_targets = []
+        self.tls_files = {}     # the run's certificate (tls.make_certificate)
+        self.tls_cert = {}
+        self.tls_probe = {}     # what each TLS relay negotiated (tls.probe_all)
 
     def main(self):
         a = self.args
@@ -46,8 +51,13 @@ class Harness:
         self.pick_ports()
         self.started = datetime.datetime.now().astimezone()
         log(f"temp dir {PROCS.tmp}; ports from {self.port['iperf3'] - 1}; repeats {self.repeats}; "
-            f"peers {','.join(self.peers)}; metrics {','.join(sorted(self.metrics))}")
+            f"peers {','.join(self.peers + [t for t in self.tls_targets if t not in self.peers])}; "
+            f"metrics {','.join(sorted(self.metrics))}")
+        if self.tls_targets:
+            tls.make_certificate(self)
         backends.start_all(self, self.metrics)
+        if self.tls_targets:
+            tls.probe_all(self)
         schedule.run_repeats(self, self.repeats)
         schedule.run_paired_rounds(self)
         self.finished = datetime.datetime.now().astimezone()
@@ -70,6 +80,7 @@ class Harness:
             "mem_timeout": 60 if quick else 180,
             "sess_t": a.duration or (1 if quick else 5),
             "sess_c": 16,
+            "hs_procs": 16,     # issue 21: openssl s_time processes at once (as wrk's 16 connections)
         }
         # Sessions (2 tokens each) the generator mints before its clock starts: more than it
         # can run in the time (about 1.5 s of minting for 200,000 sessions).
@@ -79,20 +90,28 @@ class Harness:
         if a.pairs:
             levels = a.pairs
         cap = max(1, (self.nofile - 200) // 2)
+        tls_want = a.tls_pairs or (100 if quick else 1000)      # issue 21's idle TLS pairs
         # Connection slots the relays are configured for: enough for the largest idle-pair
         # level (2 per pair), within the fd limit, and no more (nginx and HAProxy size
         # tables by it).
-        self.max_conns = min(self.nofile - 64, 2 * min(cap, max(levels)) + 1024)
+        self.max_conns = min(self.nofile - 64, 2 * min(cap, max(levels + [tls_want])) + 1024)
         self.levels = []
         for lv in levels:
             if lv > cap:
-                self.journal.notes.append(
-                    f"{lv:,} idle pairs need about {2 * lv + 200:,} file descriptors in the relay; "
-                    f"the hard limit (ulimit -Hn) is {self.nofile:,} and cannot be raised here, "
-                    f"so that level is measured at {cap:,} pairs")
+                if "memory" in a.metrics:
+                    self.journal.notes.append(
+                        f"{lv:,} idle pairs need about {2 * lv + 200:,} file descriptors in the relay; "
+                        f"the hard limit (ulimit -Hn) is {self.nofile:,} and cannot be raised here, "
+                        f"so that level is measured at {cap:,} pairs")
                 lv = cap
             if lv not in self.levels:
                 self.levels.append(lv)
+        # Issue 21: idle TLS pairs, 2N sockets in the relay and 2N in the generator.
+        self.tls_pairs = min(cap, tls_want)
+        if self.tls_pairs < tls_want and {"tls-memory"} & set(a.metrics):
+            self.journal.notes.append(
+                f"{tls_want:,} idle TLS pairs need about {2 * tls_want + 200:,} file descriptors in the relay; the "
+                f"hard limit (ulimit -Hn) is {self.nofile:,}, so they are measured at {self.tls_pairs:,} pairs")
         # Rendezvous memory: N sessions, 2N sockets in the relay and 2N in the generator.
         self.session_level = min(cap, 1000 if quick else 10000)
         if self.session_level < (1000 if quick else 10000) and {"sessionmemory"} & set(a.metrics):
@@ -116,6 +135,20 @@ class Harness:
         notes = self.journal.notes
         peer_list = a.peers
         metrics = set(a.metrics)
+        tls_metrics = metrics & set(schedule.TLS_METRICS)
+        if not metrics - tls_metrics:
+            # Only the TLS metrics (issue 21): the plaintext relays do not run.
+            peer_list = []
+        else:
+            peer_list = [x for x in peer_list if x not in peers.TLS_ONLY]
+        explicit = a.peers_given
+        for peer in a.peers:
+            if peer in peers.TLS_ONLY and not tls_metrics and explicit:
+                notes.append(f"peer {peer} runs the TLS metrics only (issue 21; --tls): none in this run")
+            if peer not in peers.TLS_FORMS and tls_metrics and explicit:
+                notes.append(f"peer {peer} has no TLS form here: the TLS metrics skip it")
+        tls_list = [t for t in peers.TLS_ORDER
+                    if tls_metrics and t in {peers.TLS_FORMS.get(x) for x in a.peers}]
         pkgs = []
         if {"throughput", "cpu"} & metrics:
             pkgs.append("iperf3")
@@ -125,6 +158,16 @@ class Harness:
             pkgs += ["wrk", "nginx"]
         for peer in peer_list:
             pkgs += peers.PACKAGES[peer]
+        if tls_list:
+            # the certificate and the probe (openssl), the HTTP backend behind the probe and the
+            # connection loads (nginx); the throughput's iperf3 and client wrapper (stunnel4)
+            pkgs += ["openssl", "nginx"]
+            if "tls-throughput" in metrics:
+                pkgs += ["iperf3", "stunnel4"]
+            if "tls-connrate" in metrics:
+                pkgs.append("wrk")
+            for t in tls_list:
+                pkgs += peers.TLS_PACKAGES[t]
         if a.chart:
             pkgs.append("gnuplot-nox")
         ensure_packages(list(dict.fromkeys(pkgs)), not a.no_install, notes)
@@ -155,18 +198,38 @@ class Harness:
                 notes.append(f"peer {peer} skipped: package {missing[0]} is missing")
                 peer_list = [x for x in peer_list if x != peer]
         self.peers = peer_list
+        if tls_list:
+            missing = [pk for pk in ("openssl", "nginx") if not PKG_CHECK[pk]()]
+            if missing:
+                notes.append(f"the TLS metrics skipped: package {missing[0]} is missing (the certificate, the "
+                             "probe and the HTTP backend need openssl and nginx)")
+                tls_list = []
+                metrics -= tls_metrics
+            if "tls-throughput" in metrics and not (have("iperf3") and PKG_CHECK["stunnel4"]()):
+                notes.append("tls-throughput skipped: it needs iperf3 and stunnel4 (the TLS client wrapper)")
+                metrics.discard("tls-throughput")
+            if "tls-connrate" in metrics and not have("wrk"):
+                notes.append("tls-connrate: wrk missing; only the full handshakes (openssl s_time) are measured")
+        for t in list(tls_list):
+            missing = [pk for pk in peers.TLS_PACKAGES[t] if not PKG_CHECK[pk]()]
+            if missing:
+                notes.append(f"TLS relay {t} skipped: package {missing[0]} is missing")
+                tls_list.remove(t)
+        self.tls_targets = tls_list
         self.metrics = metrics
 
     def settle_labels(self):
         hv = version_of(["haproxy", "-v"], r"version (\d+\.\d+(?:\.\d+)?)") if have("haproxy") else ""
         nv = version_of(["nginx", "-v"], r"nginx/(\S+)") if have("nginx") else ""
         sv = version_of(["socat", "-V"], r"socat version (\S+)") if have("socat") else ""
-        self.labels = peers.labels(hv, nv, sv, self.args.threads)
+        tv = version_of([stunnel_binary(), "-version"], r"stunnel (\d+\.\d+)") if PKG_CHECK["stunnel4"]() else ""
+        self.stunnel_version = tv
+        self.labels = peers.labels(hv, nv, sv, self.args.threads, tv)
 
     # ---- ports: fixed per role so commands stay the same across repeats
     def ports(self, base):
         p = {"iperf3": base + 1, "sockperf": base + 2, "http": base + 3, "idle": base + 4,
-             "sink": base + 5, "rdv_b": base + 6, "echo": base + 7, "metrics": base + 8}
+             "sink": base + 5, "rdv_b": base + 6, "echo": base + 7, "metrics": base + 8, "tls_wrap": base + 9}
         for t, offset in peers.PORT_OFFSETS.items():
             p[t] = base + offset
         return p
@@ -200,6 +263,7 @@ class Harness:
         self.summary_data = results.summarize(self)
         self.session_data = results.summarize_sessions(self)
         self.scrape_data = results.summarize_scraped(self)
+        self.tls_data = results.summarize_tls(self)
         s, pusher = self.summary_data
         cpu = ""
         try:

@@ -10,14 +10,20 @@ after. Each returns the figures of its record:
               the proxy's conn/s by the same generator (its own echo behind the proxy)
   sessionmemory  bench/tools.py rv-memory: the rendezvous's RSS per pending side and per
               idle paired session
+  tls-throughput  issue 21: iperf3 -P 1 and -P 8 through the TLS client wrapper (tls.py) and a
+              relay terminating TLS; the relay's CPU time and the wrapper's
+  tls-connrate  issue 21: full TLS handshakes/s (openssl s_time -new, 16 at once) and wrk's
+              https conn/s, each connection fetching the backend's tiny file; CPU per connection
+  tls-memory  issue 21: bench/tools.py tls-idle-pairs: the relay's RSS per idle TLS pair
 
-latency_load and wrk_load also serve the paired rounds (schedule.py), on relays already up."""
+latency_load, wrk_load and handshake_load also serve the paired rounds (schedule.py), on relays
+already up."""
 import json
 import re
 import subprocess
 import time
 
-from . import backends, peers
+from . import backends, peers, tls
 from .common import HOST, PY, TOOLS, BenchError
 from .peers import RENDEZVOUS, SESSIONS
 from .processes import PROCS, read_line, run, tail, tcp_out_segs, tcp_port_sockets, tree_cpu, tree_rss
@@ -150,11 +156,11 @@ def connrate(h, target):
         peers.stop(relay)
 
 
-def wrk_load(h, relay, d, label):
+def wrk_load(h, relay, d, label, scheme="http"):
     """One wrk load of `d` seconds through `relay`: conn/s, and the relay's CPU and the TCP
-    segments per connection."""
+    segments per connection. `scheme` https: wrk speaks TLS to the relay (issue 21)."""
     cmd = ["wrk", "-t", "1", "-c", str(h.p["wrk_c"]), "-d", f"{d}s", "--timeout", "2s",
-           "-H", "Connection: close", f"http://{HOST}:{relay.port}/tiny.txt"]
+           "-H", "Connection: close", f"{scheme}://{HOST}:{relay.port}/tiny.txt"]
     h.journal.note_cmd("load", label, cmd, {relay.port: "PORT"})
     target = relay.target
     cpu0 = tree_cpu(relay.pid) if relay.pid else None
@@ -369,6 +375,168 @@ def sessionmemory(h, target):
     return out
 
 
+# ---- issue 21: TLS termination
+def tls_throughput(h, target):
+    """iperf3 -P 1 and -P 8 through the TLS client wrapper and `target` (which terminates TLS) to
+    the iperf3 server; the relay's CPU time during each load, and the wrapper's."""
+    relay = peers.start(h, target, h.port["iperf3"])
+    wrapper = None
+    out = {}
+    try:
+        wrapper = tls.wrapper_start(h, relay)
+        wrap = h.port["tls_wrap"]
+        for streams in (1, 8):
+            cmd = ["iperf3", "-c", HOST, "-p", str(wrap), "-P", str(streams),
+                   "-t", str(h.p["iperf_t"]), "--connect-timeout", "5000", "-J"]
+            h.journal.note_cmd("load", f"TLS throughput, {streams} stream(s), through the wrapper", cmd,
+                               {wrap: "WRAP"})
+            cpu0, wcpu0 = tree_cpu(relay.pid), tree_cpu(wrapper.pid)
+            try:
+                text = run(cmd, h.p["iperf_t"] + 30, f"iperf3-tls-P{streams}-{target}")
+            except BenchError:
+                backends.start_iperf(h)       # a failed test can leave the server busy
+                raise
+            cpu1, wcpu1 = tree_cpu(relay.pid), tree_cpu(wrapper.pid)
+            try:
+                recv = json.loads(text)["end"]["sum_received"]
+            except (ValueError, KeyError) as e:
+                raise BenchError(f"iperf3 output not understood ({e}): {text[-300:]}")
+            if not recv.get("bytes"):
+                raise BenchError(f"no byte reached the iperf3 server through the wrapper and {target}")
+            out[f"bps{streams}"] = recv["bits_per_second"]
+            out[f"bytes{streams}"] = recv["bytes"]
+            out[f"cpu{streams}"] = cpu1 - cpu0
+            out[f"wcpu{streams}"] = wcpu1 - wcpu0
+        if wrapper.poll() is not None:
+            raise BenchError(f"the TLS client wrapper exited (status {wrapper.returncode}): {tail(wrapper.err_path)}")
+    finally:
+        PROCS.stop(wrapper)
+        if wrapper is not None:
+            neg = tls.wrapper_negotiated(wrapper)
+            out["wrapper_ciphersuite"] = neg["ciphersuite"]
+            out["wrapper_temp_key"] = neg["temp_key"]
+            if neg["warnings"]:
+                out["wrapper_warnings"] = neg["warnings"][:5]
+        peers.stop(relay)
+    return out
+
+
+S_TIME_LINE = re.compile(r"(\d+) connections in [\d.]+s; [\d.]+ connections/user sec, bytes read (\d+)")
+
+
+def handshake_load(h, relay, t, label):
+    """Full TLS handshakes through `relay` for about `t` seconds: h.p["hs_procs"] openssl s_time
+    -new at once, each connecting, handshaking (no session reused), fetching the tiny file with
+    HTTP/1.0 and closing, over and over. Connections per second over the wall time from the
+    first start to the last exit, the relay's CPU and the TCP segments per connection, the
+    bytes each fetch read, and how many handshakes were resumed (should be none)."""
+    target = relay.target
+    n = h.p["hs_procs"]
+    cmd = ["openssl", "s_time", "-connect", f"{HOST}:{relay.port}", "-new", "-www", tls.TINY, "-time", str(t)]
+    h.journal.note_cmd("load", f"{label} ({n} of them at once)", cmd, {relay.port: "PORT"})
+    cpu0 = tree_cpu(relay.pid)
+    segs0 = tcp_out_segs()
+    procs = []
+    t0 = time.monotonic()
+    try:
+        for i in range(n):
+            procs.append(PROCS.spawn(cmd, f"s_time-{target}-{i}"))
+        deadline = t0 + t + 30
+        for p in procs:
+            try:
+                p.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                raise BenchError(f"openssl s_time through {target} did not finish within {t + 30} s")
+        t1 = time.monotonic()
+        segs1 = tcp_out_segs()
+        cpu1 = tree_cpu(relay.pid)
+    finally:
+        for p in procs:
+            PROCS.stop(p)
+    conns = nbytes = resumed = 0
+    failed = []
+    for p in procs:
+        with open(p.out_path, "rb") as fh:
+            text = fh.read().decode(errors="replace")
+        m = S_TIME_LINE.search(text)
+        if p.returncode != 0 or not m:
+            failed.append(f"status {p.returncode}: {(tail(p.err_path, 3) or text.strip()[-200:])}")
+            continue
+        conns += int(m.group(1))
+        nbytes += int(m.group(2))
+        marks = text.split("seconds\n", 1)[-1].split("\n\n", 1)[0]
+        resumed += marks.count("r")
+    if not conns:
+        raise BenchError(f"no TLS connection completed through {target} with openssl s_time: "
+                         + "; ".join(failed[:3]))
+    out = {"hs_rate": conns / (t1 - t0), "hs_conns": conns, "hs_bytes_per_conn": nbytes / conns,
+           "hs_resumed": resumed, "hs_cpu_us": (cpu1 - cpu0) / conns * 1e6}
+    if segs0 is not None and segs1 is not None:
+        out["hs_segs"] = (segs1 - segs0) / conns
+    if failed:
+        # A client that fails stops at once: its connections so far still count, and the run
+        # reports the failure as an error.
+        out["error"] = f"{len(failed)} of {n} openssl s_time through {target} failed: " + "; ".join(failed[:3])
+    return out
+
+
+def tls_connrate(h, target):
+    """Through one fresh relay terminating TLS: full handshakes/s with openssl s_time -new, then
+    wrk's conn/s over https (wrk resumes a session whenever the relay lets it)."""
+    relay = peers.start(h, target, h.port["http"])
+    out = {}
+    try:
+        out.update(handshake_load(h, relay, h.p["wrk_d"],
+                                  "full TLS handshakes/s: openssl s_time, a new session per connection, "
+                                  "HTTP/1.0 GET of the tiny file"))
+        if h.use_wrk:
+            w = wrk_load(h, relay, h.p["wrk_d"], "TLS conn/s: wrk over https, a new connection per request",
+                         scheme="https")
+            out.update({f"wrk_{k}": v for k, v in w.items()})
+    finally:
+        peers.stop(relay)
+    return out
+
+
+def tls_memory(h, target):
+    """The relay's RSS fresh, and with N idle TLS pairs through it (each proven with a 32-byte
+    message both ways); (after - before) / N."""
+    n = h.tls_pairs
+    relay = peers.start(h, target, h.port["idle"])
+    holder = None
+    out = {}
+    try:
+        time.sleep(0.3)
+        rss0, _ = tree_rss(relay.pid)
+        cmd = [PY, TOOLS, "tls-idle-pairs", "--relay", str(relay.port), "--backend", str(h.port["idle"]),
+               "--pairs", str(n), "--ca", h.tls_files["ca"], "--name", tls.NAME, "--timeout", str(h.p["mem_timeout"])]
+        h.journal.note_cmd("load", "memory: idle TLS pairs, each proven by a 32-byte message both ways", cmd,
+                           {relay.port: "PORT"})
+        holder = PROCS.spawn(cmd, f"tls-idle-{target}-{n}", stdin=subprocess.PIPE, stdout_pipe=True)
+        line = read_line(holder, h.p["mem_timeout"] + 30)
+        try:
+            j = json.loads(line or "")
+        except ValueError:
+            raise BenchError(f"tls-idle-pairs gave no result: {tail(holder.err_path)}")
+        if j["pairs"] == 0:
+            raise BenchError(f"no TLS pair was proven through {target}: {j['errors']}")
+        time.sleep(0.5)
+        rss1, nproc = tree_rss(relay.pid)
+        out.update({"rss_kib": (rss1 - rss0) / j["pairs"], "pairs": j["pairs"], "rss0": rss0, "rss1": rss1,
+                    "procs": nproc, "seconds": j["seconds"], "client_version": j.get("version"),
+                    "client_cipher": j.get("cipher")})
+        if j["pairs"] < n or j["errors"]:
+            out["error"] = (f"{j['pairs']} of {n} TLS pairs proven in {j['seconds']:.0f} s"
+                            + (": " + "; ".join(f"{k} ({v})" for k, v in j["errors"].items()) if j["errors"] else ""))
+        _release(holder)
+        _finish(holder)
+    finally:
+        PROCS.stop(holder)
+        peers.stop(relay)
+    return out
+
+
 # The loads of the interleaved repeats, by metric name.
 MEASURES = {"throughput": throughput, "pusher": pusher, "latency": latency, "connrate": connrate,
-            "memory": memory, "sessionrate": sessionrate, "sessionmemory": sessionmemory}
+            "memory": memory, "sessionrate": sessionrate, "sessionmemory": sessionmemory,
+            "tls-throughput": tls_throughput, "tls-connrate": tls_connrate, "tls-memory": tls_memory}

@@ -14,6 +14,11 @@ def have(cmd):
     return shutil.which(cmd, path=SYS_PATH) is not None
 
 
+def stunnel_binary():
+    """Debian's stunnel4 installs the program as stunnel4 (and stunnel); issue 21 runs it."""
+    return "stunnel4" if have("stunnel4") else "stunnel"
+
+
 PKG_CHECK = {
     "socat": lambda: have("socat"),
     "haproxy": lambda: have("haproxy"),
@@ -23,6 +28,8 @@ PKG_CHECK = {
     "sockperf": lambda: have("sockperf"),
     "wrk": lambda: have("wrk"),
     "gnuplot-nox": lambda: have("gnuplot"),
+    "openssl": lambda: have("openssl"),
+    "stunnel4": lambda: have("stunnel4") or have("stunnel"),
 }
 
 

@@ -160,9 +160,10 @@ def read_line(p, timeout):
     return None
 
 
-def run(cmd, timeout, label):
-    """Runs a load generator to completion (bounded); returns stdout text."""
-    p = PROCS.spawn(cmd, label)
+def run(cmd, timeout, label, stdin=None):
+    """Runs a load generator to completion (bounded); returns stdout text. `stdin`: a file to
+    read its standard input from (default: /dev/null)."""
+    p = PROCS.spawn(cmd, label, stdin=stdin)
     try:
         p.wait(timeout=timeout)
     except subprocess.TimeoutExpired:

@@ -1,21 +1,22 @@
 """The markdown report printed on stdout, section by section: the main table, the pusher, the
 rendezvous's sessions and memory, what a connection and a round trip cost, the paired rounds,
 the relay while scraped (issue 22), socket-connector ÷ each peer with the targets,
-micro-benchmarks, notes and errors, and the commands and configs used. It names no path of this machine: paths inside the checkout are
+TLS termination (issue 21) with its targets, micro-benchmarks, notes and errors, and the commands
+and configs used. It names no path of this machine: paths inside the checkout are
 relative to its root, others by file name."""
 import platform
 import shlex
 
-from . import scrape, targets
+from . import scrape, targets, tls
 from .common import relative, relative_argv
-from .peers import RENDEZVOUS, SCRAPED, SESSIONS
+from .peers import RENDEZVOUS, SC_TLS, SCRAPED, SESSIONS
 
 
 def markdown(h, s, pusher):
     """The whole report; also sets h.targets."""
     lines = []
     for section in (_table, _pusher, _sessions, _connection_costs, _round_trip_costs, _conn_paired, _latency_paired,
-                    _scraped, _versus, _micro, _notes_errors, _commands):
+                    _scraped, _versus, _tls, _micro, _notes_errors, _commands):
         section(h, s, pusher, lines.append)
     return "\n".join(lines)
 
@@ -40,11 +41,13 @@ def _table(h, s, pusher, w):
       f"{h.repeats} repeat(s), interleaved. socket-connector: `{relative(h.binary) if h.binary else '—'}`"
       + (f", --threads {a.threads}" if a.threads else " (default threads)") + ".")
     w("")
-    w("Ratios are medians over repeats of (relay ÷ direct) measured in the same repeat; "
-      "\"added\" latency is relay minus direct. Higher is better for ×, lower for CPU, µs and KiB.")
-    w("")
-    if not {"throughput", "cpu", "latency", "connrate", "memory"} & set(h.metrics):
-        return      # only the rendezvous's own metrics: their sections follow
+    plain = {"throughput", "cpu", "latency", "connrate", "memory"} & set(h.metrics)
+    if plain or not h.tls_targets:
+        w("Ratios are medians over repeats of (relay ÷ direct) measured in the same repeat; "
+          "\"added\" latency is relay minus direct. Higher is better for ×, lower for CPU, µs and KiB.")
+        w("")
+    if not plain:
+        return      # only the rendezvous's own metrics, or TLS's: their sections follow
 
     lv = h.levels
     hdr = ["relay", "1-stream × direct", "8-stream × direct", "relay CPU s/GB", "RTT p50 added",
@@ -364,10 +367,162 @@ def _versus(h, s, pusher, w):
         issues = ["4"] + (["20"] if {"sessionrate", "sessionmemory"} & set(h.metrics) else []) \
             + (["22"] if SCRAPED in h.peers else [])
         issues = "issue 4" if len(issues) == 1 else f"issues {', '.join(issues[:-1])} and {issues[-1]}"
-        w(f"### Targets of {issues}" + (" (quick mode: indicative only)" if h.args.quick else ""))
-        w("")
         h.targets = targets.judge(h, s, pusher)
-        for t in h.targets:
+        if h.targets:
+            w(f"### Targets of {issues}" + (" (quick mode: indicative only)" if h.args.quick else ""))
+            w("")
+            for t in h.targets:
+                w(f"- {t['status']}: {t['target']}")
+            w("")
+
+
+def _tls(h, s, pusher, w):
+    """Issue 21: the relays terminating TLS: the certificate and the clients, what each relay
+    negotiated, the figures, socket-connector ÷ each peer, the paired rounds and the targets."""
+    td = h.tls_data
+    if not td:
+        return
+    a = h.args
+    labels = h.labels
+    ts = h.tls_targets
+    c = h.tls_cert
+    w("## TLS termination (issue 21)")
+    w("")
+    w(f"Each relay terminates TLS from the client and relays plaintext to the backends of the plaintext loads "
+      "(the iperf3 server, nginx serving the 33-byte tiny file, the idle-pair holder). All "
+      f"serve one certificate made for this run with openssl: a self-signed CA and a server certificate "
+      f"it signs, both {c.get('key', '?')} ({c.get('signature', '?')}), for {c.get('san', '?')}; the chain "
+      "sent is the server certificate alone. Each relay keeps its default TLS versions, ciphers and groups. "
+      "The clients use their defaults too:")
+    w("")
+    w(f"- throughput: iperf3 → **a TLS client wrapper** (stunnel {h.stunnel_version} in client mode, verifying "
+      "the chain and the name; plaintext in, TLS out) → the relay → iperf3 server. The wrapper is the same before every relay "
+      "and started fresh with it; **its cost is in every TLS throughput figure** (its own CPU is listed). "
+      f"{h.p['iperf_t']} s per load, 1 and 8 streams; relay CPU s/GB: the relay's process-tree CPU time "
+      "(from /proc) during both loads ÷ the GB they delivered.")
+    w(f"- full TLS handshakes/s: {h.p['hs_procs']} `openssl s_time -new` at once, each connecting, making a "
+      f"full handshake (no session reused), fetching the tiny file with HTTP/1.0 and closing, over and over "
+      f"for {h.p['wrk_d']} s; connections ÷ the wall time from the first start to the last exit. Relay CPU "
+      "µs per handshake: the relay's CPU time ÷ connections.")
+    w("- TLS conn/s (wrk): the conn/s load above over https (`Connection: close`). wrk keeps each "
+      "connection's TLS session and resumes it on the next connection whenever the relay accepts it (see "
+      "*sessions resumed* below), so where a relay resumes, most of these handshakes are abbreviated.")
+    w(f"- memory: `bench/tools.py tls-idle-pairs` opens {h.tls_pairs:,} TLS connections through the relay "
+      "(python's ssl, at most 16 in progress), each proven by a 32-byte message to the backend and 32 bytes "
+      "back; then (VmRSS of the relay's process tree 0.5 s later − VmRSS fresh) ÷ pairs, as for the idle "
+      "pairs.")
+    w("")
+    w("What each relay negotiated: `openssl s_client -brief` with its defaults, verifying the chain and "
+      "the name, fetching the tiny file (*intact*: the status line and the file came back whole), once per "
+      f"relay before the repeats; *sessions resumed*: {tls.PROBE_RESUMES} tries to resume the session of "
+      "one s_client with `-sess_in`; the wrapper and python's ssl: what their connections negotiated.")
+    w("")
+    w("| relay | protocol | cipher suite | key exchange | signature | verification | intact | sessions resumed "
+      "| the wrapper (throughput) | python ssl (idle pairs) |")
+    w("|---|---|---|---|---|---|---|---|---|---|")
+    for t in ts:
+        pr = h.tls_probe.get(t, {})
+        seen = td["seen"].get(t, {})
+        wrap = ", ".join(f"{k} ×{n}" for k, n in seen.get("wrapper", {}).items()) or "—"
+        wkey = ", ".join(seen.get("wrapper_temp_key", {}).keys())
+        resumed = ("—" if "resumed" not in pr else f"{pr['resumed']} of {pr['resume_tries']}"
+                   + (f" ({pr['resume_note']})" if pr.get("resume_note") else ""))
+        w(f"| {labels[t]} | {pr.get('protocol') or '—'} | {pr.get('cipher') or '—'} | {pr.get('group') or '—'} | "
+          f"{pr.get('signature') or '—'} | {pr.get('verification') or '—'} | "
+          f"{'yes' if pr.get('http_ok') else 'NO'} | {resumed} | {wrap}{' (' + wkey + ')' if wkey else ''} | "
+          f"{', '.join(seen.get('client', [])) or '—'} |")
+    w("")
+    protos = {h.tls_probe.get(t, {}).get("protocol") for t in ts} - {None}
+    if len(protos) > 1:
+        w("Not every relay negotiated the same protocol with its defaults ("
+          + "; ".join(f"{labels[t]}: {h.tls_probe[t].get('protocol')}" for t in ts if h.tls_probe.get(t, {}).get("protocol"))
+          + "). A TLS 1.2 relay's figures are TLS 1.2's: its full handshake takes two round trips instead of one, "
+          "and its cipher suite is the one in the table.")
+        w("")
+    n = f"{h.tls_pairs:,}"
+    w(f"Figures, medians over {h.repeats} repeat(s):")
+    w("")
+    w(f"| relay | 1-stream Gbit/s | 8-stream Gbit/s | relay CPU s/GB | wrapper CPU s/GB | full handshakes/s | "
+      f"relay CPU µs/handshake | wrk https conn/s | relay CPU µs/conn (wrk) | KiB RSS/idle TLS pair @{n} |")
+    w("|---|---|---|---|---|---|---|---|---|---|")
+    for t in ts:
+        r = td["rows"][t]
+        w(f"| {labels[t]} | {f(r['tp1'] and r['tp1'] / 1e9)} | {f(r['tp8'] and r['tp8'] / 1e9)} | "
+          f"{f(r['cpu_s_per_gb'])} | {f(r['wrapper_cpu_s_per_gb'])} | {f(r['hs'], '{:,.0f}')} | "
+          f"{f(r['hs_cpu_us'], '{:.0f}')} | {f(r['wrk'], '{:,.0f}')} | {f(r['wrk_cpu_us'], '{:.0f}')} | "
+          f"{f(r['kib'], '{:.1f}')} |")
+    w("")
+    if td["ratios"]:
+        w("socket-connector ÷ each peer: the median of the per-repeat ratios (in brackets their range). "
+          "Throughput and handshakes or conn/s: > 1 means socket-connector is better; CPU and KiB: < 1 means "
+          "socket-connector is better.")
+        w("")
+        cols = [("tp1", "1-stream"), ("tp8", "8-stream"), ("cpu_s_per_gb", "CPU s/GB"),
+                ("hs", "full handshakes/s"), ("hs_cpu_us", "CPU µs/handshake"), ("wrk", "wrk conn/s"),
+                ("wrk_cpu_us", "CPU µs/conn (wrk)"), ("kib", f"KiB/idle TLS pair @{n}")]
+        w("| peer | " + " | ".join(name for _, name in cols) + " |")
+        w("|" + "---|" * (1 + len(cols)))
+        for peer, row in td["ratios"].items():
+            cells = []
+            for key, _ in cols:
+                x = row.get(key, {})
+                rng = "" if x.get("n", 0) < 2 else f" ({x['min']:.2f}–{x['max']:.2f})"
+                cells.append(f(x.get("ratio")) + rng)
+            w(f"| {labels[peer]} | " + " | ".join(cells) + " |")
+        w("")
+    for metric, what, field, fmt in (("tlshspair", "full TLS handshakes/s", "hs_rate", "{:,.0f}"),
+                                     ("tlswrkpair", "TLS conn/s (wrk https)", "cps", "{:,.0f}")):
+        paired = td["paired"].get(metric)
+        if not paired:
+            continue
+        pt = h.tls_pair_targets
+        peers_ = pt[1:]
+        w(f"### {what} in paired rounds")
+        w("")
+        w(f"After the repeats, {'; '.join(labels[t] for t in pt)} run at once, and each round loads each in "
+          f"turn with the same load for {a.pair_seconds} s, forwards in even rounds and backwards in odd ones; "
+          "each ratio is socket-connector's ÷ the peer's in the same round.")
+        w("")
+        w("| round | " + " | ".join(labels[t] for t in pt) + " | " + " | ".join(f"÷ {labels[t]}" for t in peers_) + " |")
+        w("|" + "---|" * (1 + len(pt) + len(peers_)))
+        vals = {t: h.results.vals(metric, t, field) for t in pt}
+        for r in range(a.pair_rounds):
+            sc_v = vals[SC_TLS].get(r)
+            cells = [str(r + 1)] + [f(vals[t].get(r), fmt) for t in pt]
+            cells += [f(None if sc_v is None or not vals[t].get(r) else sc_v / vals[t][r]) for t in peers_]
+            w("| " + " | ".join(cells) + " |")
+        w("| **median** | " + " | ".join(f(h.results.med(metric, t, field), fmt) for t in pt) + " | "
+          + " | ".join("**" + f(paired.get(t, {}).get("ratio")) + "**" for t in peers_) + " |")
+        w("| rounds with socket-connector ahead (÷ ≥ 1) | " + " | ".join("" for t in pt) + " | "
+          + " | ".join(f"{paired[t]['ahead']} of {paired[t]['rounds']}" if t in paired else "—" for t in peers_)
+          + " |")
+        w("")
+    seen_notes = []
+    for t in ts:
+        seen = td["seen"][t]
+        if seen["hs_resumed"]:
+            seen_notes.append(f"openssl s_time -new through {t}: {seen['hs_resumed']:,} of {seen['hs_conns']:,} "
+                              "handshakes were resumed")
+        if seen["wrk_socket_errors"] or seen["wrk_non2xx"]:
+            seen_notes.append(f"wrk https through {t}: {seen['wrk_socket_errors']:,} socket errors, "
+                              f"{seen['wrk_non2xx']:,} non-2xx responses in {seen['wrk_requests']:,} requests")
+    sizes = {t: td["seen"][t]["hs_bytes_per_conn"] for t in ts if td["seen"][t]["hs_bytes_per_conn"]}
+    if sizes:
+        if len({x for v in sizes.values() for x in v}) > 1:
+            seen_notes.append("bytes per fetch of the tiny file (openssl s_time) differ between relays: "
+                              + "; ".join(f"{t} {v}" for t, v in sizes.items()))
+        else:
+            w(f"Every openssl s_time fetch through every relay read the same {next(iter(sizes.values()))[0]:,.0f} "
+              "bytes (the backend's response).")
+            w("")
+    for x in seen_notes:
+        h.journal.notes.append(x)
+    tt = targets.judge_tls(h, td)
+    h.targets = list(h.targets) + tt
+    if tt:
+        w("### Targets of issue 21" + (" (quick mode: indicative only)" if a.quick else ""))
+        w("")
+        for t in tt:
             w(f"- {t['status']}: {t['target']}")
         w("")
 
@@ -384,6 +539,8 @@ def _micro(h, s, pusher, w):
 def _notes_errors(h, s, pusher, w):
     """Notes (wrk errors and partial memory levels join them here) and errors."""
     for r in h.records:
+        if r["metric"] == "tlswrkpair":
+            continue        # counted with the TLS figures
         if r.get("socket_errors") or r.get("non2xx"):
             h.journal.notes.append(f"wrk through {r['target']} (repeat {r['rep'] + 1}): "
                               f"{r.get('socket_errors', 0)} socket errors, {r.get('non2xx', 0)} non-2xx responses")
@@ -411,17 +568,26 @@ def _commands(h, s, pusher, w):
     w("```")
     w("# " + " ".join(shlex.quote(x) for x in relative_argv(h.argv)))
     P = h.port
-    w("# PORT: the relay's listen port (" + ", ".join(f"{t} {P[t]}" for t in h.peers)
-      + (f", rendezvous A {P[RENDEZVOUS]} / B {P['rdv_b']}, rendezvous by token {P[SESSIONS]}"
-         if "socket-connector" in h.peers else "")
-      + "), or the backend's port for direct"
-      + (f"; {P['metrics']}: the scraped socket-connector's --metrics endpoint" if SCRAPED in h.peers else ""))
+    if h.peers:
+        w("# PORT: the relay's listen port (" + ", ".join(f"{t} {P[t]}" for t in h.peers)
+          + (f", rendezvous A {P[RENDEZVOUS]} / B {P['rdv_b']}, rendezvous by token {P[SESSIONS]}"
+             if "socket-connector" in h.peers else "")
+          + "), or the backend's port for direct"
+          + (f"; {P['metrics']}: the scraped socket-connector's --metrics endpoint" if SCRAPED in h.peers else ""))
+    if h.tls_targets:
+        w("# PORT (TLS, issue 21): " + ", ".join(f"{t} {P[t]}" for t in h.tls_targets)
+          + f"; WRAP: {P['tls_wrap']}, the TLS client wrapper's listen port (it connects to PORT)")
     w(f"# BACKEND: {P['iperf3']} iperf3, {P['sockperf']} latency, {P['http']} nginx http, "
       f"{P['idle']} idle pairs, {P['sink']} pusher sink, {P['echo']} the sessions generator's echo")
     w(f"# $TMP: the run's temporary directory (generated configs); "
       f"python3: the harness's own, Python {platform.python_version()}")
-    for group in ("backend", "relay", "load"):
-        w(f"# --- {group}s")
+    for group in ("tls", "backend", "relay", "load"):
+        if group == "tls":
+            if not any(g == "tls" for g, _, _ in h.journal.commands):
+                continue
+            w("# --- TLS (issue 21): the certificate, made once per run, and the probe of each relay")
+        else:
+            w(f"# --- {group}s")
         for g, label, cmd in h.journal.commands:
             if g == group:
                 w(f"{cmd}    # {label}")

@@ -1,13 +1,14 @@
 """Figures from the records: medians over repeats, ratios and differences against `direct`
 in the same repeat, the summary the report and the chart print (and issue 22's: the scraped
-socket-connector against the unscraped one, and what the scrapers counted), and the JSON file."""
+socket-connector against the unscraped one, and what the scrapers counted; issue 21's: the TLS
+relays, socket-connector's ÷ each peer's), and the JSON file."""
 import json
 import os
 import platform
 import statistics
 
 from .common import log, relative, relative_argv
-from .peers import RENDEZVOUS, SCRAPED, SESSIONS
+from .peers import RENDEZVOUS, SC_TLS, SCRAPED, SESSIONS
 
 
 class Results:
@@ -200,6 +201,85 @@ def summarize_scraped(h):
     return out
 
 
+# Issue 21's figures: (key, metric, field, higher is better). Field None: CPU seconds per GB over
+# the 1- and 8-stream loads, of the relay ("cpu") or of the client wrapper ("wcpu").
+TLS_FIGURES = [
+    ("tp1", "tls-throughput", "bps1", True),
+    ("tp8", "tls-throughput", "bps8", True),
+    ("cpu_s_per_gb", "tls-throughput", ("cpu",), False),
+    ("wrapper_cpu_s_per_gb", "tls-throughput", ("wcpu",), False),
+    ("hs", "tls-connrate", "hs_rate", True),
+    ("hs_cpu_us", "tls-connrate", "hs_cpu_us", False),
+    ("wrk", "tls-connrate", "wrk_cps", True),
+    ("wrk_cpu_us", "tls-connrate", "wrk_cpu_us_per_conn", False),
+    ("kib", "tls-memory", "rss_kib", False),
+]
+
+
+def _tls_by_rep(res, metric, target, field):
+    if isinstance(field, tuple):
+        out = {}
+        for r in res.records:
+            if r["metric"] == metric and r["target"] == target and f"{field[0]}1" in r and f"{field[0]}8" in r:
+                gb = (r["bytes1"] + r["bytes8"]) / 1e9
+                if gb > 0:
+                    out[r["rep"]] = (r[f"{field[0]}1"] + r[f"{field[0]}8"]) / gb
+        return out
+    return res.vals(metric, target, field)
+
+
+def summarize_tls(h):
+    """Issue 21: for each TLS relay the medians over repeats of each figure and what the loads
+    saw (bytes per fetch, resumed handshakes, wrk's errors, what the wrapper negotiated);
+    socket-connector ÷ each peer, the median of the per-repeat ratios; and the paired rounds
+    (socket-connector ÷ the peer, round by round). Empty when this run has no TLS relay."""
+    res = h.results
+    if not h.tls_targets:
+        return {}
+    out = {"rows": {}, "seen": {}, "ratios": {}, "paired": {}}
+    for t in h.tls_targets:
+        row = {}
+        for key, metric, field, _ in TLS_FIGURES:
+            xs = list(_tls_by_rep(res, metric, t, field).values())
+            row[key] = statistics.median(xs) if xs else None
+        out["rows"][t] = row
+        recs = [r for r in res.records if r["target"] == t and r["metric"].startswith("tls")]
+        seen = {"hs_conns": sum(r.get("hs_conns", 0) for r in recs),
+                "hs_resumed": sum(r.get("hs_resumed", 0) for r in recs),
+                "hs_bytes_per_conn": sorted({round(r["hs_bytes_per_conn"], 1) for r in recs
+                                             if r.get("hs_bytes_per_conn") is not None}),
+                "wrk_requests": sum(r.get("wrk_requests", 0) for r in recs),
+                "wrk_socket_errors": sum(r.get("wrk_socket_errors", 0) for r in recs),
+                "wrk_non2xx": sum(r.get("wrk_non2xx", 0) for r in recs),
+                "pairs": res.med("tls-memory", t, "pairs"),
+                "client": sorted({f"{r['client_version']} {r['client_cipher']}" for r in recs
+                                  if r.get("client_version")}),
+                "wrapper": {}, "wrapper_temp_key": {}}
+        for r in recs:
+            for k, n in (r.get("wrapper_ciphersuite") or {}).items():
+                seen["wrapper"][k] = seen["wrapper"].get(k, 0) + n
+            for k, n in (r.get("wrapper_temp_key") or {}).items():
+                seen["wrapper_temp_key"][k] = seen["wrapper_temp_key"].get(k, 0) + n
+        out["seen"][t] = seen
+    if SC_TLS in h.tls_targets:
+        for peer in h.tls_targets:
+            if peer == SC_TLS:
+                continue
+            row = {}
+            for key, metric, field, _ in TLS_FIGURES:
+                ratio, xs = _per_rep_ratio(_tls_by_rep(res, metric, SC_TLS, field), _tls_by_rep(res, metric, peer, field))
+                row[key] = {"ratio": ratio, "n": len(xs), "min": min(xs, default=None), "max": max(xs, default=None)}
+            out["ratios"][peer] = row
+        for metric, field in (("tlshspair", "hs_rate"), ("tlswrkpair", "cps")):
+            for peer in h.tls_pair_targets[1:]:
+                ratio, xs = _per_rep_ratio(res.vals(metric, SC_TLS, field), res.vals(metric, peer, field))
+                if xs:
+                    out["paired"].setdefault(metric, {})[peer] = {
+                        "ratio": ratio, "rounds": len(xs), "min": min(xs), "max": max(xs),
+                        "ahead": sum(1 for x in xs if x >= 1.0)}
+    return out
+
+
 def write_json(h, path, repeats):
     """Everything as JSON: summary, every raw measurement, commands, configs, notes, errors.
     Paths of this machine appear as relative() names them."""
@@ -212,6 +292,8 @@ def write_json(h, path, repeats):
         "argv": relative_argv(h.argv), "binary": h.binary and relative(h.binary), "threads": h.args.threads,
         "labels": h.labels, "levels": h.levels, "parameters": h.p,
         "summary": s, "pusher": pusher, "sessions": h.session_data, "scraped": h.scrape_data,
+        "tls": h.tls_data, "tls_probe": h.tls_probe, "tls_certificate": h.tls_cert,
+        "tls_pairs": h.tls_pairs if h.tls_targets else None,
         "scrapes": h.scrapes, "targets": h.targets,
         "records": h.records, "commands": [{"group": g, "label": l, "command": c} for g, l, c in j.commands],
         "ports": h.port,

@@ -4,14 +4,19 @@ the order rotated by one place per repeat so no relay always runs first or right
 each round loads each in turn, the order reversed every round.
 
 The scraped socket-connector (issue 22) runs the throughput (and cpu) and conn/s loads and the
-paired conn/s rounds, beside the unscraped one; not the latency and memory loads."""
+paired conn/s rounds, beside the unscraped one; not the latency and memory loads.
+
+The TLS metrics (issue 21) run over the relays' TLS forms (h.tls_targets, no `direct`), rotated
+the same way, and have paired rounds of their own: full TLS handshakes/s and wrk's https conn/s
+through socket-connector and each TLS peer."""
 from . import loads, peers
 from .common import BenchError, log
-from .peers import RENDEZVOUS, SCRAPED, SESSIONS
+from .peers import RENDEZVOUS, SC_TLS, SCRAPED, SESSIONS
 
 # The peers of the paired rounds, in this order, those of --peers.
 CONN_PAIRED = ["haproxy", "haproxy-splice", "haproxy-splice-forced", "nginx", SCRAPED]
 LATENCY_PAIRED = ["nginx", "haproxy"]
+TLS_METRICS = ["tls-throughput", "tls-connrate", "tls-memory"]
 
 
 def plan(h):
@@ -38,6 +43,9 @@ def plan(h):
             out.append(("sessionrate", [SESSIONS, "socket-connector"]))
         if "sessionmemory" in h.metrics:
             out.append(("sessionmemory", [SESSIONS]))
+    for metric in TLS_METRICS:
+        if metric in h.metrics and h.tls_targets:
+            out.append((metric, list(h.tls_targets)))
     return out
 
 
@@ -78,7 +86,10 @@ def run_paired_rounds(h):
     socket-connector, and latency (sockperf) through socket-connector, nginx and HAProxy
     without splice."""
     a = h.args
-    if "socket-connector" not in h.peers or a.pair_rounds <= 0:
+    if a.pair_rounds <= 0:
+        return
+    run_tls_paired_rounds(h)
+    if "socket-connector" not in h.peers:
         return
     conn_peers = [t for t in CONN_PAIRED if t in h.peers]
     if "connrate" in h.metrics and conn_peers:
@@ -91,6 +102,22 @@ def run_paired_rounds(h):
         h.lat_pair_targets = ["socket-connector"] + lat_peers
         paired(h, "latpair", "latency", h.port["sockperf"], h.lat_pair_targets, a.pair_rounds,
                lambda relay: loads.latency_load(h, relay, a.pair_seconds, "latency in paired rounds"))
+
+
+def run_tls_paired_rounds(h):
+    """Issue 21: full TLS handshakes/s (openssl s_time) and wrk's https conn/s through
+    socket-connector and each TLS peer, all up at once, loaded in turn."""
+    a = h.args
+    if "tls-connrate" not in h.metrics or SC_TLS not in h.tls_targets or len(h.tls_targets) < 2:
+        return
+    h.tls_pair_targets = list(h.tls_targets)
+    paired(h, "tlshspair", "full TLS handshakes/s", h.port["http"], h.tls_pair_targets, a.pair_rounds,
+           lambda relay: loads.handshake_load(h, relay, a.pair_seconds,
+                                              "full TLS handshakes/s in paired rounds: openssl s_time, shorter"))
+    if h.use_wrk:
+        paired(h, "tlswrkpair", "TLS conn/s (wrk https)", h.port["http"], h.tls_pair_targets, a.pair_rounds,
+               lambda relay: loads.wrk_load(h, relay, a.pair_seconds, "TLS conn/s in paired rounds: wrk over "
+                                            "https, shorter", scheme="https"))
 
 
 def paired(h, metric, what, backend, targets, rounds, load):
@@ -113,6 +140,8 @@ def paired(h, metric, what, backend, targets, rounds, load):
                 rec = {"rep": r, "metric": metric, "target": t}
                 try:
                     rec.update(load(relays[t]))
+                    if "error" in rec:      # figures, but part of the load failed (openssl s_time)
+                        h.journal.errors.append(f"paired {what} / {t} (round {r + 1}): {rec['error']}")
                 except BenchError as e:
                     rec["error"] = str(e)
                     h.journal.errors.append(f"paired {what} / {t} (round {r + 1}): {e}")

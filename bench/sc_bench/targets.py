@@ -1,10 +1,11 @@
 """The targets of issue 4 (and issue 20's for the rendezvous by token, issue 22's for the relay
-while its --metrics endpoint is scraped), each met, NOT met or n/a (a figure this run does not
-have).
+while its --metrics endpoint is scraped, issue 21's for TLS termination), each met, NOT met or
+n/a (a figure this run does not have).
 
 Throughput and CPU per GB are judged against the better of the HAProxy splice peers in the
 run (forced splice, splice-auto), figure by figure, and the target says which one that was."""
 from .peers import HAPROXY_SPLICE, RENDEZVOUS, SCRAPED
+from .results import TLS_FIGURES
 
 # Issue 22 asks for the scraped relay's figures "within noise" of the unscraped one's; taken here
 # as at least this fraction of them (one 5 s load moves by several % on these machines).
@@ -110,4 +111,44 @@ def judge(h, s, pusher):
         target("issue 22: every scrape answered (HTTP 200, the whole body, the counters)"
                + ("" if not a else f": {a['ok']:,} of {a['scrapes']:,}, {a['failed']:,} failed"),
                None if not a else a["failed"] == 0 and a["scrapes"] > 0)
+    return out
+
+
+# Issue 21: socket-connector terminating TLS against HAProxy terminating TLS, figure by figure,
+# from the median of the per-repeat ratios socket-connector ÷ HAProxy (and from the paired rounds
+# for the connection rates): (figure key, what, at least 1 (True) or at most 1 (False)).
+TLS_TARGETS = [("tp1", "1-stream TLS throughput", True), ("tp8", "8-stream TLS throughput", True),
+               ("hs", "full TLS handshakes/s (openssl s_time -new)", True),
+               ("wrk", "TLS conn/s (wrk over https)", True),
+               ("cpu_s_per_gb", "relay CPU s/GB (TLS throughput)", False),
+               ("kib", "KiB RSS per idle TLS pair", False)]
+TLS_PAIRED = {"hs": "tlshspair", "wrk": "tlswrkpair"}
+
+
+def judge_tls(h, td):
+    """Issue 21's targets: socket-connector at least HAProxy's throughput (1 and 8 streams) and
+    handshakes per second, at most its CPU per GB and memory per idle TLS pair."""
+    out = []
+    if not td or not h.tls_targets:
+        return out
+    ratios = td.get("ratios", {}).get("haproxy-tls", {})
+    pairs = f" at {h.tls_pairs:,} pairs"
+    for key, what, higher in TLS_TARGETS:
+        metric = next(m for k, m, _, _ in TLS_FIGURES if k == key)
+        if metric not in h.metrics or (key == "wrk" and not h.use_wrk):
+            continue
+        r = ratios.get(key, {})
+        x = r.get("ratio")
+        rel = "≥" if higher else "≤"
+        text = (f"issue 21: {what}{pairs if key == 'kib' else ''} {rel} HAProxy's, median of the per-repeat "
+                f"ratios socket-connector ÷ HAProxy" + ("" if x is None else f": {x:.3f}×"))
+        ok = None if x is None else (x >= 1.0 if higher else x <= 1.0)
+        out.append({"target": text, "status": "n/a" if ok is None else ("met" if ok else "NOT met"),
+                    "peer": "haproxy-tls"})
+        pr = td.get("paired", {}).get(TLS_PAIRED.get(key), {}).get("haproxy-tls")
+        if pr:
+            ok = pr["ratio"] >= 1.0
+            out.append({"target": f"issue 21: {what} ≥ HAProxy's, paired rounds: median {pr['ratio']:.3f}× over "
+                                  f"{pr['rounds']} rounds (ahead in {pr['ahead']})",
+                        "status": "met" if ok else "NOT met", "peer": "haproxy-tls"})
     return out
