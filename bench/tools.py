@@ -294,17 +294,22 @@ def cmd_idle_pairs(a):
     elapsed = time.monotonic() - start
     say({"pairs": len(backends), "opened": len(clients), "seconds": elapsed,
          "connect_errors": failed})
-    # Hold until told to release (or stdin closes), bounded.
     sel.unregister(ls)
+    hold_then_reset(a.hold_limit, backends, clients, ls)
+
+
+def hold_then_reset(limit, backends, clients, listener):
+    """Holds the pairs until told to release them (or stdin closes), at most `limit` seconds,
+    then resets every socket, the backend ends first."""
     rsel = selectors.DefaultSelector()
     rsel.register(sys.stdin, selectors.EVENT_READ)
-    rsel.select(timeout=a.hold_limit)
+    rsel.select(timeout=limit)
     for s in backends:
         rst_close(s)
     time.sleep(0.05)
     for s in clients:
         rst_close(s)
-    ls.close()
+    listener.close()
 
 
 def cmd_tls_idle_pairs(a):
@@ -471,16 +476,7 @@ def cmd_tls_idle_pairs(a):
     say({"pairs": state["proven"], "opened": state["opened"], "failed": state["failed"],
          "accepted": len(backends), "errors": dict(errors), "seconds": time.monotonic() - start,
          "version": state["version"], "cipher": state["cipher"]})
-    # Hold until told to release (or stdin closes), bounded.
-    rsel = selectors.DefaultSelector()
-    rsel.register(sys.stdin, selectors.EVENT_READ)
-    rsel.select(timeout=a.hold_limit)
-    for b in backends:
-        rst_close(b)
-    time.sleep(0.05)
-    for c in clients:
-        rst_close(c)
-    ls.close()
+    hold_then_reset(a.hold_limit, backends, clients, ls)
 
 
 def read_secret(path):

@@ -42,6 +42,22 @@ std::vector<std::string> tls_server_flags(char side, bool client_ca = false) {
     return flags;
 }
 
+/// `openssl s_client` to 127.0.0.1:port, trusting the test CA, quiet (it then ignores the end of
+/// its input and ends when the connection does), then `more`.
+std::vector<std::string> s_client_args(unsigned short port, std::vector<std::string> more = {}) {
+    std::vector<std::string> args{"openssl",
+                                  "s_client",
+                                  "-connect",
+                                  fmt::format("127.0.0.1:{}", port),
+                                  "-CAfile",
+                                  certificates().ca,
+                                  "-verify_return_error",
+                                  "-quiet",
+                                  "-nocommands"};
+    args.insert(args.end(), more.begin(), more.end());
+    return args;
+}
+
 std::unique_ptr<child_process> start_relay(std::vector<std::string> args,
                                            const std::vector<std::string>& more) {
     args.insert(args.end(), more.begin(), more.end());
@@ -65,17 +81,7 @@ asio::awaitable<void> real_client_through(const std::string& program) {
     const auto& c = certificates();
     std::vector<std::string> args;
     if (program == "openssl")
-        args = {"openssl",
-                "s_client",
-                "-connect",
-                fmt::format("127.0.0.1:{}", port_a),
-                "-CAfile",
-                c.ca,
-                "-verify_return_error",
-                "-servername",
-                "localhost",
-                "-quiet",
-                "-nocommands"};
+        args = s_client_args(port_a, {"-servername", "localhost"});
     else
         // --no-shutdown: at the end of its input ncat would close its socket outright (with
         // TLS it has no half-close), before the answer could come. -4: the relay is on
@@ -168,15 +174,7 @@ asio::awaitable<void> client_certificates_and_plaintext() {
     auto port_b = co_await started_port(*relay, 'B');
     const auto& c = certificates();
     auto input = temp_file("client-cert-in", "with a certificate\n");
-    std::vector<std::string> args{"openssl",
-                                  "s_client",
-                                  "-connect",
-                                  fmt::format("127.0.0.1:{}", port_a),
-                                  "-CAfile",
-                                  c.ca,
-                                  "-verify_return_error",
-                                  "-quiet",
-                                  "-nocommands"};
+    auto args = s_client_args(port_a);
     auto without = std::make_unique<child_process>(args, input);
     CHECK(co_await exit_of(*without, 20s) != 0);
     CHECK(co_await eventually([&] { return contains(relay->err(), "refused: TLS handshake: "); }));
@@ -244,11 +242,7 @@ asio::awaitable<void> rendezvous_over_tls() {
             token = token.substr(0, token.find('\n'));
             auto input = temp_file(fmt::format("tls-rv-{}{}", session, side),
                                    fmt::format("{}\nfrom {} {}\n", token, side, session));
-            auto process = std::make_unique<child_process>(
-                std::vector<std::string>{"openssl", "s_client", "-connect",
-                                         fmt::format("127.0.0.1:{}", port), "-CAfile", c.ca,
-                                         "-verify_return_error", "-quiet", "-nocommands"},
-                input);
+            auto process = std::make_unique<child_process>(s_client_args(port), input);
             clients.push_back({input, std::move(process)});
         }
     }

@@ -104,12 +104,9 @@ public:
     /// peer's close_notify.
     template <class MutableBuffers>
     std::size_t read_some(const MutableBuffers& buffers, std::error_code& ec) {
-        auto b = first_of(buffers);
-        ec.clear();
-        if (b.size() == 0) return 0;
-        std::size_t n = 0;
-        const auto step = session_->read(static_cast<char*>(b.data()), b.size(), n);
-        return finish(step, n, ec);
+        return transfer(buffers, ec, [this](auto b, std::size_t& n) {
+            return session_->read(static_cast<char*>(b.data()), b.size(), n);
+        });
     }
     template <class MutableBuffers>
     std::size_t receive(const MutableBuffers& buffers, int, std::error_code& ec) {
@@ -119,12 +116,9 @@ public:
     /// the same bytes).
     template <class ConstBuffers>
     std::size_t write_some(const ConstBuffers& buffers, std::error_code& ec) {
-        auto b = first_of(buffers);
-        ec.clear();
-        if (b.size() == 0) return 0;
-        std::size_t n = 0;
-        const auto step = session_->write(static_cast<const char*>(b.data()), b.size(), n);
-        return finish(step, n, ec);
+        return transfer(buffers, ec, [this](auto b, std::size_t& n) {
+            return session_->write(static_cast<const char*>(b.data()), b.size(), n);
+        });
     }
     template <class ConstBuffers>
     std::size_t send(const ConstBuffers& buffers, int, std::error_code& ec) {
@@ -158,6 +152,17 @@ private:
              it != asio::buffer_sequence_end(buffers); ++it)
             if (asio::buffer(*it).size() > 0) return asio::buffer(*it);
         return decltype(asio::buffer(*asio::buffer_sequence_begin(buffers))){};
+    }
+
+    /// One non-blocking read or write (`call(buffer, n)`) of the first non-empty buffer.
+    template <class Buffers, class Call>
+    std::size_t transfer(const Buffers& buffers, std::error_code& ec, Call call) {
+        auto b = first_of(buffers);
+        ec.clear();
+        if (b.size() == 0) return 0;
+        std::size_t n = 0;
+        const auto step = call(b, n); // before `n` is read
+        return finish(step, n, ec);
     }
 
     std::size_t finish(tls_session::status s, std::size_t n, std::error_code& ec) {

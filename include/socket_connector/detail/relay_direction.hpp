@@ -254,13 +254,7 @@ private:
             std::error_code ec;
             if (bytes_.holding()) {
                 std::size_t written = 0;
-                auto result = relay_step::again;
-                if (sink_tls_) {
-                    tls_stream<Socket> plain(sink_, *sink_tls_);
-                    result = bytes_.flush(plain, written, ec);
-                } else {
-                    result = bytes_.flush(sink_, written, ec);
-                }
+                auto result = flush_held(written, ec);
                 counted(written);
                 if (result == relay_step::again) {
                     on_strand(
@@ -286,13 +280,7 @@ private:
                     !(hinted_ && receive_tries_first(source_)))
                     return receive_small(std::move(done));
             }
-            auto result = relay_step::again;
-            if (source_tls_) {
-                tls_stream<Socket> plain(source_, *source_tls_);
-                result = bytes_.fill(plain, false, ec);
-            } else {
-                result = bytes_.fill(source_, zero_copy_, ec);
-            }
+            auto result = fill_next(ec);
             if (bytes_.read_empty()) mark_read_empty_source();
             if (result == relay_step::again) return wait_readable(std::move(done));
             if (result == relay_step::end) return end_of_stream(std::move(done));
@@ -304,6 +292,20 @@ private:
         }
         // A long burst: let the other work on this thread have a turn, then carry on.
         asio::post(strand_, [this, done = std::move(done)]() mutable { advance(std::move(done)); });
+    }
+
+    /// Writes what is held to the sink: the socket, or a TLS sink's session.
+    relay_step flush_held(std::size_t& written, std::error_code& ec) {
+        if (!sink_tls_) return bytes_.flush(sink_, written, ec);
+        tls_stream<Socket> plain(sink_, *sink_tls_);
+        return bytes_.flush(plain, written, ec);
+    }
+
+    /// Reads the next chunk from the source: the socket, or a TLS source's session.
+    relay_step fill_next(std::error_code& ec) {
+        if (!source_tls_) return bytes_.fill(source_, zero_copy_, ec);
+        tls_stream<Socket> plain(source_, *source_tls_);
+        return bytes_.fill(plain, false, ec);
     }
 
     /// The source ended its stream: flush the transformer, then report it (the owner passes the
