@@ -19,7 +19,7 @@ using namespace asio::experimental::awaitable_operators;
 
 namespace {
 
-constexpr std::size_t big = 64 * 1024;
+constexpr std::size_t big = 16 * 1024 * 1024;
 
 /// Sends `data` on a stream (TLS or not), then reads exactly `expect` bytes; their checksum.
 template <class Stream>
@@ -38,7 +38,6 @@ asio::awaitable<std::uint64_t> exchange(Stream& s, const std::vector<char>& data
 asio::awaitable<void> both_ways(asio::any_io_executor ex) {
     sc::options o = loopback_options();
     o.a.tls = test_tls_server();
-    o.verbose = true;
     auto c = co_await sc::server_to_server(ex, std::move(o));
     auto ctx = client_context();
     ssl_stream a(ex, ctx);
